@@ -1,0 +1,108 @@
+"""The `delift` command: score, select, export, eval.
+
+The CLI is the one place besides the app that talks to the user: progress bars go to stderr and
+errors become one line on stderr with a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from delift_core.errors import CancelledError, DeliftError
+
+log = logging.getLogger(__name__)
+
+EXIT_ERROR = 2
+EXIT_CANCELLED = 130
+
+
+def _field_map(pairs: Sequence[str] | None) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    mapping = {}
+    for pair in pairs:
+        canonical, sep, source = pair.partition("=")
+        if not sep or not canonical or not source:
+            raise DeliftError(
+                f"--field expects CANONICAL=SOURCE, e.g. instruction=question; got {pair!r}"
+            )
+        mapping[canonical.strip()] = source.strip()
+    return mapping
+
+
+def add_input_arguments(parser: argparse.ArgumentParser) -> None:
+    """Data, model and scoring options shared by score, select and eval."""
+    parser.add_argument(
+        "data", help="pool data file (JSONL, JSON, CSV, Parquet) or HF dataset folder"
+    )
+    parser.add_argument("--limit", type=int, help="use only the first N pool rows")
+    parser.add_argument("--targets", help="target set (task-specific stage)")
+    parser.add_argument("--targets-limit", type=int, help="use only the first N target rows")
+    parser.add_argument("--existing", help="existing set (continual stage)")
+    parser.add_argument("--existing-limit", type=int, help="use only the first N existing rows")
+    parser.add_argument(
+        "--field", action="append", metavar="CANONICAL=SOURCE",
+        help="map a source field, e.g. --field instruction=question (repeatable)",
+    )  # fmt: skip
+    parser.add_argument("--mode", choices=["exact", "sparse"], default="exact")
+    parser.add_argument("--k", type=int, default=8, help="candidates per target in sparse mode")
+    parser.add_argument(
+        "--model", default="default", help="'default' (embedded SmolLM2) or a local HF model folder"
+    )
+    parser.add_argument(
+        "--embedder", default="default", help="'default' (all-MiniLM-L6-v2) or a local folder"
+    )
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-batch-tokens", type=int, default=8192)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    parser.add_argument(
+        "--cache", help="cache file (default: $DELIFT_CACHE or ~/.cache/delift/cache.duckdb)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from delift_core import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="delift", description="Select small, informative fine-tuning subsets with DELIFT."
+    )
+    parser.add_argument("--version", action="version", version=f"delift {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    score = sub.add_parser("score", help="compute the pairwise utility matrices")
+    add_input_arguments(score)
+    score.add_argument("--out", required=True, help="output folder")
+    score.add_argument("--metric", choices=["rms", "logprob"], default="rms")
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from delift_core import cli_commands
+
+    try:
+        return cli_commands.COMMANDS[args.command](args)
+    except CancelledError as exc:
+        print(f"delift: {exc}", file=sys.stderr)
+        return EXIT_CANCELLED
+    except KeyboardInterrupt:
+        print("delift: interrupted; finished work is kept in the cache", file=sys.stderr)
+        return EXIT_CANCELLED
+    except DeliftError as exc:
+        print(f"delift: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Frozen configuration dataclasses, validated on construction."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+from delift_core.errors import ConfigError
+
+NO_EXAMPLE_TEMPLATE = (
+    "Instruction: Please generate a response to the following query.\n\n\nQuery: {prompt_i}\n"
+)
+WITH_EXAMPLE_TEMPLATE = (
+    "Instruction:\nUse the following example as a guide to answer the query in the same format "
+    "and style, providing a clear and concise response.\n\n\nExample:\n{prompt_j}\n{response_j}"
+    "\n\n\nQuery:\n{prompt_i}\n"
+)
+
+Mode = Literal["exact", "sparse"]
+Stage = Literal["instruction", "task", "continual"]
+KernelKind = Literal["minmax", "clip"]
+Metric = Literal["rms", "logprob"]
+
+STAGES: tuple[str, ...] = ("instruction", "task", "continual")
+MODES: tuple[str, ...] = ("exact", "sparse")
+KERNELS: tuple[str, ...] = ("minmax", "clip")
+METRICS: tuple[str, ...] = ("rms", "logprob")
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+@dataclass(frozen=True)
+class TemplateConfig:
+    """Prompt templates of DESIGN.md §2.
+
+    `no_example` has the placeholder {prompt_i}; `with_example` has {prompt_j}, {response_j}
+    and ends with {prompt_i} followed by fixed text, so that every pair with the same example
+    shares the prefix before {prompt_i}.
+    """
+
+    no_example: str = NO_EXAMPLE_TEMPLATE
+    with_example: str = WITH_EXAMPLE_TEMPLATE
+
+    def __post_init__(self) -> None:
+        if "{prompt_i}" not in self.no_example:
+            raise ConfigError("the no-example template must contain {prompt_i}")
+        for key in ("{prompt_j}", "{response_j}", "{prompt_i}"):
+            if key not in self.with_example:
+                raise ConfigError(f"the with-example template must contain {key}")
+        if self.with_example.index("{prompt_i}") < max(
+            self.with_example.index("{prompt_j}"), self.with_example.index("{response_j}")
+        ):
+            raise ConfigError("in the with-example template {prompt_i} must come after the example")
+
+    @property
+    def hash(self) -> str:
+        """Short content hash, part of every cache key."""
+        blob = json.dumps([self.no_example, self.with_example]).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """How the utility matrix is computed.
+
+    mode: "exact" scores every (target, example) pair; "sparse" only each target's k nearest
+    candidates by sentence embedding, plus itself when the target is also a candidate.
+    max_batch_tokens bounds the padded tokens per forward batch (memory).
+    """
+
+    mode: Mode = "exact"
+    k: int = 8
+    batch_size: int = 32
+    max_batch_tokens: int = 8192
+    template: TemplateConfig = field(default_factory=TemplateConfig)
+    max_response_tokens: int = 512
+
+    def __post_init__(self) -> None:
+        _check_choice("mode", self.mode, MODES)
+        if self.k < 1:
+            raise ConfigError(f"k must be at least 1; got {self.k}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1; got {self.batch_size}")
+        if self.max_batch_tokens < 64:
+            raise ConfigError(f"max_batch_tokens must be at least 64; got {self.max_batch_tokens}")
+        if self.max_response_tokens < 1:
+            raise ConfigError("max_response_tokens must be at least 1")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    """What to select.
+
+    budget: a fraction in (0, 1] of the pool, or a whole count >= 1 given as an int.
+    kernel: how raw utility becomes a similarity in [0, 1].
+    metric: which utility: "rms" (distance form, default) or "logprob" (KL form).
+    """
+
+    stage: Stage = "instruction"
+    method: str = "delift"
+    budget: float | int = 0.3
+    kernel: KernelKind = "minmax"
+    metric: Metric = "rms"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_choice("stage", self.stage, STAGES)
+        _check_choice("kernel", self.kernel, KERNELS)
+        _check_choice("metric", self.metric, METRICS)
+        if isinstance(self.budget, bool) or not isinstance(self.budget, (int, float)):
+            raise ConfigError(f"budget must be a number; got {self.budget!r}")
+        if isinstance(self.budget, float) and not (0.0 < self.budget <= 1.0):
+            raise ConfigError(
+                f"budget as a fraction must be in (0, 1]; got {self.budget}"
+                " (give a whole number for a count)"
+            )
+        if isinstance(self.budget, int) and self.budget < 1:
+            raise ConfigError(f"budget must be at least 1 sample; got {self.budget}")
+
+    def budget_count(self, n: int) -> int:
+        """The number of samples to select from a pool of n: round(fraction * n) or the count."""
+        count = max(1, round(self.budget * n)) if isinstance(self.budget, float) else self.budget
+        if count > n:
+            raise ConfigError(f"budget {count} is larger than the pool ({n} samples)")
+        return count

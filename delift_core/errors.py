@@ -1,0 +1,56 @@
+"""Exceptions raised by the library. Each message says what is wrong and what to do."""
+
+from __future__ import annotations
+
+
+class DeliftError(Exception):
+    """Base class of every error the library raises on purpose."""
+
+
+class DataError(DeliftError):
+    """A data file cannot be read or a record is invalid.
+
+    The message names the file, the line (or row) and the field where known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.path = path
+        self.line = line
+        self.field = field
+        self.reason = message
+        where = []
+        if path is not None:
+            where.append(str(path))
+        if line is not None:
+            where.append(f"line {line}")
+        if field is not None:
+            where.append(f"field '{field}'")
+        prefix = ", ".join(where)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+class ModelError(DeliftError):
+    """A model or tokenizer cannot be loaded or used."""
+
+
+class ConfigError(DeliftError):
+    """A parameter is out of range or parameters do not fit together."""
+
+
+class CacheError(DeliftError):
+    """The cache database cannot be opened or written."""
+
+
+class CancelledError(DeliftError):
+    """Long work was stopped by its cancel callback. Work already stored is kept."""
+
+
+class ResourceError(DeliftError):
+    """The requested work would not fit in this machine's memory or time."""

