@@ -156,6 +156,10 @@ def _load_causal_lm(name: str, device: str) -> LanguageModel:
         _check_model_folder(folder)
         model_id = f"{folder.name}:{_folder_fingerprint(folder)}"
     log.info("loading causal LM %s on %s", model_id, device)
+    # The loaders draw their own progress bars on stderr; the library reports through logging.
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(

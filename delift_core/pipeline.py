@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from delift_core.cache import UtilityCache
 from delift_core.config import ScoringConfig
@@ -86,3 +88,76 @@ def score_stage(
     query = run("targets", targets, pool, False) if targets else None
     private = run("existing", pool, existing, False) if existing else None
     return StageUtilities(pool_result, query, private)
+
+
+def stage_key(
+    model_id: str,
+    config: ScoringConfig,
+    pool_hash: str,
+    targets_hash: str | None = None,
+    existing_hash: str | None = None,
+) -> str:
+    """Key of a stage's finished matrices: everything that determines them."""
+    parts = [model_id, config.template.hash, config.mode, str(config.max_response_tokens)]
+    if config.mode == "sparse":
+        parts.append(f"k{config.k}")
+    parts += [pool_hash, targets_hash or "-", existing_hash or "-"]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+
+
+def _put_matrix(cache: UtilityCache, key: str, matrix: np.ndarray | sp.csr_matrix) -> None:
+    if sp.issparse(matrix):
+        csr = sp.csr_matrix(matrix)
+        shape = np.asarray(csr.shape, dtype=np.int64)
+        cache.put_array("stage", f"{key}/data", csr.data.astype(np.float32))
+        cache.put_array("stage", f"{key}/indices", csr.indices.astype(np.int64))
+        cache.put_array("stage", f"{key}/indptr", csr.indptr.astype(np.int64))
+        cache.put_array("stage", f"{key}/shape", shape)
+    else:
+        cache.put_array("stage", f"{key}/dense", np.asarray(matrix, dtype=np.float32))
+
+
+def _get_matrix(cache: UtilityCache, key: str) -> np.ndarray | sp.csr_matrix | None:
+    dense = cache.get_array("stage", f"{key}/dense")
+    if dense is not None:
+        return dense
+    parts = [cache.get_array("stage", f"{key}/{p}") for p in ("data", "indices", "indptr", "shape")]
+    if any(p is None for p in parts):
+        return None
+    data, indices, indptr, shape = parts
+    return sp.csr_matrix((data, indices, indptr), shape=tuple(int(s) for s in shape))
+
+
+def save_stage(
+    cache: UtilityCache, key: str, utilities: StageUtilities, meta: dict[str, Any]
+) -> None:
+    """Store a stage's matrices; the index entry is written last, so a reader sees all or none."""
+    counts = {}
+    for name, result in utilities.results().items():
+        _put_matrix(cache, f"{key}/{name}/rms", result.rms)
+        _put_matrix(cache, f"{key}/{name}/logprob", result.logprob)
+        counts[name] = [
+            result.pairs_total, result.pairs_computed, result.pairs_reused,
+            result.baselines_computed, result.seconds,
+        ]  # fmt: skip
+    cache.put_array("stage-index", key, np.zeros(0), {**meta, "counts": counts})
+
+
+def load_stage(cache: UtilityCache, key: str) -> StageUtilities | None:
+    """A stored stage, or None when it was never finished."""
+    meta = cache.get_meta("stage-index", key)
+    if meta is None:
+        return None
+    results: dict[str, UtilityResult] = {}
+    for name, (total, computed, reused, baselines, seconds) in meta["counts"].items():
+        rms = _get_matrix(cache, f"{key}/{name}/rms")
+        logprob = _get_matrix(cache, f"{key}/{name}/logprob")
+        if rms is None or logprob is None:
+            return None
+        results[name] = UtilityResult(rms, logprob, total, computed, reused, baselines, seconds)
+    return StageUtilities(results["pool"], results.get("query"), results.get("private"))
+
+
+def list_stages(cache: UtilityCache) -> list[tuple[str, dict[str, Any]]]:
+    """(key, meta) of every stored stage, newest first."""
+    return [(key, meta) for key, meta, _ in cache.list_arrays("stage-index")]

@@ -182,12 +182,15 @@ def compute_utility(
         n_t, n_e, len(pair_t), reused_pairs, len(missing_base),
     )  # fmt: skip
 
-    plan = plan_prompts(lm.encode, config.template, targets, examples, config.max_response_tokens)
-    _score_baselines(lm, plan, config, missing_base, base, tracker, cache, scope, t_hash)
-    _score_pairs(
-        lm, plan, config, targets, examples, pair_t, pair_e, missing_pairs, with_ex, tracker,
-        cache, scope, t_hash, e_hash,
-    )  # fmt: skip
+    if len(missing_base) or len(missing_pairs):
+        plan = plan_prompts(
+            lm.encode, config.template, targets, examples, config.max_response_tokens
+        )
+        _score_baselines(lm, plan, config, missing_base, base, tracker, cache, scope, t_hash)
+        _score_pairs(
+            lm, plan, config, targets, examples, pair_t, pair_e, missing_pairs, with_ex, tracker,
+            cache, scope, t_hash, e_hash,
+        )  # fmt: skip
 
     u_rms = (base[pair_t, 0] - with_ex[:, 0]).astype(np.float32)
     u_logp = (with_ex[:, 1] - base[pair_t, 1]).astype(np.float32)
