@@ -27,7 +27,7 @@ from delift_core.scoring import encode_prefix, plan_batches, score_rows
 log = logging.getLogger(__name__)
 
 # Scores are flushed to the cache at least this often (seconds), so a kill loses little.
-_FLUSH_SECONDS = 2.0
+_FLUSH_SECONDS = 1.0
 
 
 @dataclass(frozen=True)

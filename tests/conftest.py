@@ -9,20 +9,10 @@ from dataclasses import dataclass
 
 import pytest
 
+from delift_core.testing import build_tiny_lm
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-CORPUS = [
-    "Instruction: Please generate a response to the following query.",
-    "Use the following example as a guide to answer the query in the same format and style,",
-    "providing a clear and concise response. Example: Query: Input: Output:",
-    "What is the capital of France? Paris is the capital of France.",
-    "Add 12 and 30. The sum of 12 and 30 is 42.",
-    "Convert 5 km to miles. 5 km is about 3.1 miles.",
-    "Fix the grammar: she go to school. She goes to school.",
-    "Write Python code to reverse a string s. s[::-1]",
-    "Summarise: The river flooded the town after days of rain. Rain caused a flood.",
-]
 
 
 @dataclass(frozen=True)
@@ -56,50 +46,6 @@ SAMPLES = [
     Sample("Summarise.", "The river flooded the town after days of rain.", "Rain caused a flood."),
     Sample("What is the capital of Italy?", "", "Rome is the capital of Italy."),
 ]
-
-
-def build_tiny_tokenizer():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=["<|endoftext|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(CORPUS * 3, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>")
-
-
-def build_tiny_lm(seed: int = 0):
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from delift_core.models import wrap_model
-
-    tokenizer = build_tiny_tokenizer()
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.eos_token_id,
-        tie_word_embeddings=True,
-    )
-    model = LlamaForCausalLM(config)
-    # Larger weights than the default init make probabilities vary across contexts.
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(8.0)
-    return wrap_model(model, tokenizer, f"tiny-llama-{seed}")
 
 
 @pytest.fixture(scope="session")
