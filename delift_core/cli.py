@@ -78,6 +78,27 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--out", required=True, help="output folder")
     score.add_argument("--metric", choices=["rms", "logprob"], default="rms")
 
+    select = sub.add_parser("select", help="select a subset and write it as JSONL")
+    add_input_arguments(select)
+    select.add_argument(
+        "--stage", choices=["instruction", "task", "continual"], default="instruction"
+    )
+    select.add_argument(
+        "--method", default="delift", help="delift, delift-se, fl-only, random or full"
+    )
+    select.add_argument(
+        "--budget", default="0.3", help="fraction of the pool (0.3) or a count (120)"
+    )
+    select.add_argument("--kernel", choices=["minmax", "clip"], default="minmax")
+    select.add_argument("--metric", choices=["rms", "logprob"], default="rms")
+    select.add_argument("--seed", type=int, default=0)
+    select.add_argument(
+        "--out", required=True, help="output .jsonl file (a manifest is written beside it)"
+    )
+    select.add_argument("--format", choices=["original", "alpaca", "messages"], default="original")
+    select.add_argument(
+        "--annotate", action="store_true", help="add _delift: {rank, gain, method, stage}"
+    )
     return parser
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from delift_core import __version__
 from delift_core.cache import UtilityCache
 from delift_core.config import ScoringConfig
@@ -167,3 +169,121 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"score": cmd_score}
+
+
+def parse_budget(text: str) -> float | int:
+    """'0.3' is a fraction of the pool, '120' a count of samples."""
+    try:
+        return int(text) if text.strip().isdigit() else float(text)
+    except ValueError:
+        raise ConfigError(
+            f"--budget must be a fraction like 0.3 or a count like 120; got {text!r}"
+        ) from None
+
+
+def check_stage_inputs(stage: str, method: str, targets: str | None, existing: str | None) -> None:
+    """Fail before any work when the stage lacks its data or the method is unknown."""
+    from delift_core.selection import METHODS
+
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if stage == "task" and not targets:
+        raise ConfigError("the task stage needs a target set: add --targets FILE")
+    if stage == "continual" and not existing:
+        raise ConfigError("the continual stage needs an existing set: add --existing FILE")
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    from delift_core.config import SelectionConfig
+    from delift_core.export import build_manifest, export_subset, subset_rows
+    from delift_core.selection import SelectionInputs, select_subset
+
+    sel = SelectionConfig(
+        stage=args.stage, method=args.method, budget=parse_budget(args.budget),
+        kernel=args.kernel, metric=args.metric, seed=args.seed,
+    )  # fmt: skip
+    check_stage_inputs(sel.stage, sel.method, args.targets, args.existing)
+    out = Path(args.out)
+    if out.suffix != ".jsonl":
+        raise ConfigError(f"--out must be a .jsonl file; got {out}")
+    # Sets the stage does not use are ignored, so that they do not cost scoring time.
+    if sel.stage != "task":
+        args.targets = None
+    if sel.stage != "continual":
+        args.existing = None
+    inputs = load_inputs(args)
+    n = len(inputs.pool)
+    # "full" is the full-data baseline: it ignores the budget.
+    count = n if sel.method == "full" else sel.budget_count(n)
+    config = scoring_config(args)
+    info: dict[str, Any] = {}
+    matrices: dict[str, Any] = {}
+    if sel.method in ("delift", "fl-only"):
+        if sel.method == "fl-only":
+            inputs = Inputs(inputs.pool, None, None)
+        utilities, info = compute_stage(args, inputs, config)
+        matrices = {
+            "u_pool": utilities.pool.matrix(sel.metric),
+            "u_query": utilities.query.matrix(sel.metric) if utilities.query else None,
+            "u_private": utilities.private.matrix(sel.metric) if utilities.private else None,
+        }
+    elif sel.method == "delift-se":
+        matrices, info = embed_inputs(args, inputs)
+    result = select_subset(
+        SelectionInputs(n, **matrices), method=sel.method, stage=sel.stage,
+        kernel=sel.kernel, seed=sel.seed, max_budget=count if sel.method != "full" else None,
+    )  # fmt: skip
+    chosen = result.take(count)
+    annotations = None
+    if args.annotate:
+        annotations = [
+            {
+                "rank": r + 1,
+                "gain": None if np.isnan(g) else float(g),
+                "method": sel.method,
+                "stage": sel.stage,
+            }
+            for r, g in enumerate(result.gains[:count])
+        ]
+    rows = subset_rows(inputs.pool.records, chosen, args.format, annotations)
+    manifest = build_manifest(
+        command="select",
+        inputs=describe_inputs(inputs),
+        selection={**sel.__dict__, "budget_count": count, "pool_size": n},
+        scoring=config.as_dict() | {"template": config.template.hash} if info else None,
+        template=config.template.__dict__ if info else None,
+        objective=None
+        if np.isnan(result.objective[count - 1])
+        else float(result.objective[count - 1]),
+        selected_ids=[inputs.pool.records[i].id for i in chosen],
+        format=args.format,
+        **info,
+    )
+    paths = export_subset(out, rows, manifest)
+    print(
+        f"selected {count} of {n} samples -> {paths.jsonl} (manifest {paths.manifest.name})",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def embed_inputs(args: argparse.Namespace, inputs: Inputs) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Sentence embeddings of the pool and the stage's other set (DELIFT-SE)."""
+    from delift_core.embeddings import embed_records
+
+    model = load_embedder(args.embedder, args.device)
+    key = embedder_id(args.embedder)
+    with UtilityCache(args.cache) as cache:
+
+        def embed(ds: Dataset | None):
+            return None if ds is None else embed_records(ds.records, model, key, cache)
+
+        arrays = {
+            "emb_pool": embed(inputs.pool),
+            "emb_targets": embed(inputs.targets),
+            "emb_existing": embed(inputs.existing),
+        }
+    return arrays, {"embedder": key, "cache": str(cache.path)}
+
+
+COMMANDS["select"] = cmd_select

@@ -160,6 +160,8 @@ def _load_causal_lm(name: str, device: str) -> LanguageModel:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    if "gguf_file" in kwargs:
+        _silence_gguf_progress()
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(
@@ -171,6 +173,16 @@ def _load_causal_lm(name: str, device: str) -> LanguageModel:
     torch.set_grad_enabled(False)
     dtype_name = str(dtype).removeprefix("torch.")
     return LanguageModel(model, tokenizer, f"{model_id}:{dtype_name}", device, dtype_name)
+
+
+def _silence_gguf_progress() -> None:
+    # The GGUF loader draws a raw tqdm bar that ignores transformers' progress-bar switch.
+    import functools
+
+    from tqdm.auto import tqdm
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    gguf_utils.tqdm = functools.partial(tqdm, disable=True)
 
 
 def wrap_model(model: Any, tokenizer: Any, model_id: str) -> LanguageModel:

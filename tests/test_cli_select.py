@@ -1,0 +1,112 @@
+"""`delift select`: every stage and method end to end on the tiny model, and bad parameters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from delift_core.cli import main
+from delift_core.testing import build_tiny_lm
+
+ROWS = [
+    {
+        "id": f"r{i}",
+        "instruction": f"Task {i}: add {i} and {i + 2}.",
+        "input": "",
+        "output": f"{2 * i + 2}",
+    }
+    for i in range(16)
+]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("select")
+    model = root / "model"
+    lm = build_tiny_lm()
+    lm.model.save_pretrained(model)
+    lm.tokenizer.save_pretrained(model)
+    files = {}
+    for name, rows in (("pool", ROWS[:10]), ("targets", ROWS[10:13]), ("existing", ROWS[13:])):
+        files[name] = root / f"{name}.jsonl"
+        files[name].write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return {"root": root, "model": model, "cache": root / "c.duckdb", **files}
+
+
+def select(env, out: Path, *extra: str) -> int:
+    return main([
+        "select", str(env["pool"]), "--model", str(env["model"]), "--cache", str(env["cache"]),
+        "--out", str(out), *extra,
+    ])  # fmt: skip
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize(
+    ("stage", "extra"),
+    [
+        ("instruction", []),
+        ("task", ["--targets", "targets"]),
+        ("continual", ["--existing", "existing"]),
+    ],
+)
+@pytest.mark.parametrize("method", ["delift", "fl-only", "random", "full"])
+def test_each_stage_and_method(env, tmp_path, stage, extra, method):
+    extra = [str(env[e]) if e in env else e for e in extra]
+    out = tmp_path / "subset.jsonl"
+    assert (
+        select(
+            env, out, "--stage", stage, "--method", method, "--budget", "0.3", "--annotate", *extra
+        )
+        == 0
+    )
+    rows = read_jsonl(out)
+    assert len(rows) == (10 if method == "full" else 3)
+    assert len({r["id"] for r in rows}) == len(rows)
+    assert [r["_delift"]["rank"] for r in rows] == list(range(1, len(rows) + 1))
+    manifest = json.loads((tmp_path / "subset.manifest.json").read_text())
+    assert manifest["selection"]["stage"] == stage
+    assert manifest["selected_ids"] == [r["id"] for r in rows]
+    assert "torch" in manifest["versions"]
+
+
+def test_formats_and_reproducible_seed(env, tmp_path):
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    assert (
+        select(env, a, "--method", "random", "--seed", "7", "--budget", "4", "--format", "messages")
+        == 0
+    )
+    assert (
+        select(env, b, "--method", "random", "--seed", "7", "--budget", "4", "--format", "messages")
+        == 0
+    )
+    assert a.read_bytes() == b.read_bytes()
+    first = read_jsonl(a)[0]
+    assert [m["role"] for m in first["messages"]] == ["user", "assistant"]
+    c = tmp_path / "c.jsonl"
+    assert select(env, c, "--method", "delift", "--budget", "4", "--format", "alpaca") == 0
+    assert set(read_jsonl(c)[0]) == {"instruction", "input", "output"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--budget", "0"], "at least 1"),
+        (["--budget", "-0.2"], "fraction"),
+        (["--budget", "11"], "larger than the pool"),
+        (["--budget", "1.5"], "fraction"),
+        (["--stage", "task"], "--targets"),
+        (["--stage", "continual"], "--existing"),
+        (["--method", "magic"], "unknown method"),
+    ],
+)
+def test_bad_parameters_write_nothing(env, tmp_path, capsys, extra, message):
+    out = tmp_path / "subset.jsonl"
+    assert select(env, out, *extra) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert list(tmp_path.iterdir()) == []
