@@ -84,6 +84,14 @@ def compute_stage(
     args: argparse.Namespace, inputs: Inputs, config: ScoringConfig
 ) -> tuple[StageUtilities, dict[str, Any]]:
     """Load the models, open the cache and score every matrix the inputs call for."""
+    from delift_core.resources import check_fits, estimate_run
+
+    estimate = estimate_run(
+        len(inputs.pool), config.mode, config.k,
+        n_targets=len(inputs.targets) if inputs.targets else 0,
+        n_existing=len(inputs.existing) if inputs.existing else 0,
+    )  # fmt: skip
+    check_fits(estimate, config.mode)
     lm = load_causal_lm(args.model, args.device)
     embedder = None
     if config.mode == "sparse":

@@ -1,0 +1,79 @@
+"""Cost estimates before a run: pairs, forward passes, memory; refuse what cannot fit."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+from delift_core.errors import ResourceError
+
+log = logging.getLogger(__name__)
+
+# Bytes held per scored pair while a matrix is assembled: pair indices (2 x int64), scores
+# (2 x float64), two float32 utility views, and the selection kernel (float32) built from it.
+BYTES_PER_PAIR = 52
+# Leave this share of available memory to the model, the app and the system.
+MEMORY_SHARE = 0.6
+
+
+@dataclass(frozen=True)
+class RunEstimate:
+    """pairs: utility pairs; passes: forward rows (pairs + no-example baselines)."""
+
+    pairs: int
+    passes: int
+    memory_bytes: int
+
+    def seconds_at(self, passes_per_second: float) -> float:
+        return self.passes / passes_per_second
+
+
+def estimate_run(
+    n_pool: int, mode: str, k: int, n_targets: int = 0, n_existing: int = 0
+) -> RunEstimate:
+    """Pairs, passes and peak matrix memory of scoring a stage (DESIGN.md §2 matrices)."""
+
+    def pairs(rows: int, cols: int, same: bool) -> int:
+        if mode == "exact":
+            return rows * cols
+        return rows * (min(k, cols - int(same)) + int(same))
+
+    total = pairs(n_pool, n_pool, True)
+    baselines = n_pool
+    if n_targets:
+        total += pairs(n_targets, n_pool, False)
+        baselines += n_targets
+    if n_existing:
+        total += pairs(n_pool, n_existing, False)
+    return RunEstimate(total, total + baselines, total * BYTES_PER_PAIR)
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (MemAvailable on Linux; total physical memory elsewhere)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
+def check_fits(estimate: RunEstimate, mode: str, memory: int | None = None) -> None:
+    """Raise ResourceError, with the way out, when the matrices would not fit in memory."""
+    memory = available_memory() if memory is None else memory
+    if estimate.memory_bytes > MEMORY_SHARE * memory:
+        hint = (
+            "use --mode sparse --k 8 (memory and time grow like n*k)"
+            if mode == "exact"
+            else "lower --k or split the pool"
+        )
+        raise ResourceError(
+            f"{estimate.pairs:,} pairs need about {estimate.memory_bytes / 2**30:.1f} GiB, more "
+            f"than this machine can spare ({memory / 2**30:.1f} GiB available); {hint}"
+        )

@@ -1,0 +1,26 @@
+"""Cost estimates and the memory guard."""
+
+from __future__ import annotations
+
+import pytest
+
+from delift_core.errors import ResourceError
+from delift_core.resources import BYTES_PER_PAIR, available_memory, check_fits, estimate_run
+
+
+def test_exact_and_sparse_pair_counts():
+    exact = estimate_run(100, "exact", 8, n_targets=10, n_existing=20)
+    assert exact.pairs == 100 * 100 + 10 * 100 + 100 * 20
+    assert exact.passes == exact.pairs + 110
+    sparse = estimate_run(100, "sparse", 8, n_targets=10)
+    assert sparse.pairs == 100 * 9 + 10 * 8
+    assert estimate_run(3, "sparse", 8).pairs == 3 * 3  # k capped by the pool
+    assert exact.memory_bytes == exact.pairs * BYTES_PER_PAIR
+
+
+def test_guard_refuses_dense_beyond_memory_and_suggests_sparse():
+    big = estimate_run(100_000, "exact", 8)
+    with pytest.raises(ResourceError, match="--mode sparse"):
+        check_fits(big, "exact", memory=24 * 2**30)
+    check_fits(estimate_run(100_000, "sparse", 8), "sparse", memory=24 * 2**30)
+    assert available_memory() > 0
