@@ -1,0 +1,175 @@
+"""Data: load the pool, and optionally a target set (task stage) or an existing set (continual
+stage), from the demo set, an upload or a local path; preview and describe them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from delift_core.data import SUPPORTED_FORMATS, Dataset, dataset_stats
+from delift_core.errors import ConfigError, DataError
+from ui import layout, registry, services, state
+
+svc = layout.setup_page("Data", icon=":material/database:")
+
+st.title("Data")
+st.caption(
+    "Load the pool to select from. For the task-specific stage add a target set; for the "
+    "continual stage, an existing set. Text is shown as plain text, never rendered."
+)
+
+SOURCES = {"demo": "Demo set", "upload": "Upload a file", "path": "Local path"}
+PREVIEW_ROWS = 100
+
+role = st.radio(
+    "Load as", state.ROLES, format_func=state.ROLE_LABELS.get, horizontal=True, key="data_role"
+)
+source = st.radio(
+    "Source", list(SOURCES), format_func=SOURCES.get, horizontal=True, key="data_source"
+)
+
+spec: dict[str, Any] | None = None
+upload = None
+if source == "demo":
+    st.caption(
+        "assets/demo.jsonl: 300 short instruction records in six task families (grammar, "
+        "arithmetic, summaries, ...), some deliberately poor. A small slice scores quickly on a "
+        f"CPU: {layout.DEMO_START_ROWS} rows take {layout.DEMO_START_ROWS**2 + layout.DEMO_START_ROWS:,} "
+        "forward passes in exact mode."
+    )
+    c1, c2 = st.columns(2)
+    offset = c1.number_input("Skip the first rows", 0, 299, 0, key="data_demo_offset")
+    limit = c2.number_input(
+        "Rows to load (0 = all)", 0, 300, layout.DEMO_START_ROWS, key="data_demo_limit"
+    )
+    spec = {"kind": "demo", "offset": int(offset), "limit": int(limit) or None}
+else:
+    if source == "upload":
+        upload = st.file_uploader(
+            f"Dataset file (up to {services.max_upload_mb()} MB)",
+            type=["jsonl", "ndjson", "json", "csv", "parquet"],
+            key="data_upload",
+        )
+        st.caption(f"Formats: {SUPPORTED_FORMATS} (folders only via a local path).")
+    else:
+        path = st.text_input(
+            "File or folder path",
+            key="data_path",
+            placeholder="/data/train.jsonl",
+            help=f"Formats: {SUPPORTED_FORMATS}",
+        )
+    c1, c2 = st.columns(2)
+    offset = c1.number_input("Skip the first rows", 0, None, 0, key="data_offset")
+    limit = c2.number_input("Rows to load (0 = all)", 0, None, 0, key="data_limit")
+    spec = {"kind": source, "offset": int(offset), "limit": int(limit) or None}
+    if source == "path":
+        spec["path"] = path.strip()
+
+with st.expander("Field names (optional: for files with other column names)"):
+    st.caption("Leave empty to detect alpaca, prompt/completion, ShareGPT or messages schemas.")
+    f1, f2, f3 = st.columns(3)
+    fields = {
+        "instruction": f1.text_input("Instruction field", key="data_field_instruction"),
+        "input": f2.text_input("Input field", key="data_field_input"),
+        "output": f3.text_input("Output field", key="data_field_output"),
+    }
+field_map = {k: v.strip() for k, v in fields.items() if v.strip()}
+spec["field_map"] = field_map or None
+
+if st.button("Load data", type="primary", key="data_load"):
+    try:
+        if source == "upload":
+            if upload is None:
+                raise DataError("choose a file to upload first")
+            data = upload.getvalue()
+            spec["name"] = upload.name
+            spec["digest"] = registry.store_upload(svc.cache, upload.name, data)
+        with st.spinner("Loading and validating..."):
+            ds = registry.load_source(spec, svc.cache)
+    except (DataError, ConfigError) as exc:
+        st.error(f"Could not load the data: {layout.escape_md(exc)}")
+    else:
+        state.set_handle(role, registry.make_handle(spec, ds))
+        st.success(f"Loaded {len(ds):,} rows as the {role}.")
+
+
+def _preview(ds: Dataset) -> pd.DataFrame:
+    rows = []
+    for record in ds.records[:PREVIEW_ROWS]:
+        extra = {
+            k: v if isinstance(v, (str, int, float, bool)) or v is None else str(v)
+            for k, v in record.fields.items()
+            if k not in ("id", "instruction", "input", "output")
+        }
+        rows.append(
+            {
+                "id": record.id,
+                "instruction": record.instruction,
+                "input": record.input,
+                "output": record.output,
+                **extra,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _show_dataset(role: str, handle: dict[str, Any]) -> Dataset | None:
+    try:
+        ds = registry.dataset_for(handle, svc.cache)
+    except (DataError, ConfigError) as exc:
+        st.error(f"{role}: {layout.escape_md(exc)}")
+        return None
+    stats = dataset_stats(ds)
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Rows", f"{stats['rows']:,}")
+    m2.metric("Duplicates", f"{stats['duplicates']:,}")
+    m3.metric("Empty input", f"{stats['empty_input']:,}")
+    m4.metric("Schema", ds.schema)
+    st.text(f"Source: {ds.path}")
+    lengths = pd.DataFrame(stats["chars"]).T.rename_axis("field")
+    c1, c2 = st.columns([3, 2])
+    c1.caption("Length in characters")
+    c1.dataframe(lengths.round(1), key=f"data_lengths_{role}")
+    c2.caption("Fields (records having each)")
+    c2.dataframe(
+        pd.DataFrame({"field": list(stats["fields"]), "records": list(stats["fields"].values())}),
+        hide_index=True,
+        key=f"data_fields_{role}",
+    )
+    if ds.warnings:
+        st.warning(f"{len(ds.warnings)} warning(s) while reading:")
+        st.code("\n".join(ds.warnings), language=None)
+    st.caption(f"Preview (first {min(PREVIEW_ROWS, len(ds))} rows)")
+    st.dataframe(_preview(ds), hide_index=True, key=f"data_preview_{role}")
+    return ds
+
+
+st.divider()
+st.subheader("Loaded data")
+loaded = {r: h for r, h in state.handles().items() if h is not None}
+if not loaded:
+    st.info("No data loaded yet: choose a source above and press Load data.")
+datasets: dict[str, Dataset] = {}
+for role_name, handle in loaded.items():
+    st.markdown(f"#### {state.ROLE_LABELS[role_name]}")
+    st.text(f"{handle['label']} · {handle['rows']:,} rows")
+    ds = _show_dataset(role_name, handle)
+    if ds is not None:
+        datasets[role_name] = ds
+    if st.button("Remove", key=f"data_remove_{role_name}"):
+        state.clear_handle(role_name)
+        st.rerun()
+
+if "pool" in datasets:
+    pool_hashes = {r.hash for r in datasets["pool"].records}
+    for other in ("targets", "existing"):
+        if other in datasets:
+            shared = sum(1 for r in datasets[other].records if r.hash in pool_hashes)
+            if shared:
+                st.warning(
+                    f"{shared:,} record(s) of the {other} also appear in the pool. Keep them "
+                    "disjoint: overlapping data makes selection and evaluation look better "
+                    "than they are."
+                )

@@ -1,0 +1,272 @@
+"""Select: pick stage, method, kernel and budget with instant feedback; explore the map of the
+pool; inspect why samples were picked; save named selections for Compare and Export."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from delift_core.config import KERNELS, METRICS
+from delift_core.errors import DeliftError
+from delift_core.pipeline import list_stages
+from delift_core.selection import METHODS
+from ui import explain, layout, plots, registry, state, tasks
+
+svc = layout.setup_page("Select", icon=":material/filter_alt:")
+manager, cache = svc.manager, svc.cache
+
+st.title("Select")
+pool_handle = layout.require_pool()
+
+STAGE_LABELS = {
+    "instruction": "Instruction tuning (FL on the pool)",
+    "task": "Task-specific (FLMI with the targets)",
+    "continual": "Continual (FLCG w.r.t. the existing set)",
+}
+METHOD_HELP = (
+    "delift: DELIFT's utility kernel with the stage's objective. delift-se: the same objectives "
+    "on sentence-embedding similarity. fl-only: utility kernel, plain facility location. random: "
+    "a seeded random subset. full: the whole pool."
+)
+
+# Stages scored by this app record their data sources; others cannot be shown here.
+stages = [
+    (k, m)
+    for k, m in list_stages(cache)
+    if isinstance(m.get("pool"), dict) and m["pool"].get("spec")
+]
+if not stages:
+    st.info("No scores yet: score the pool first on the Score page.")
+    st.page_link("pages/2_Score.py", label="Go to Score", icon=":material/speed:")
+    st.stop()
+mine = [(k, m) for k, m in stages if (m.get("pool") or {}).get("hash") == pool_handle["hash"]]
+if not mine:
+    st.info(
+        "The loaded pool has not been scored yet: go to Score. Scores of other data in the "
+        "cache are listed below."
+    )
+    st.page_link("pages/2_Score.py", label="Go to Score", icon=":material/speed:")
+candidates = mine or stages
+
+
+def _stage_label(meta: dict[str, Any]) -> str:
+    parts = [f"{meta['pool']['label']} ({meta['pool']['rows']:,} rows)"]
+    for role in ("targets", "existing"):
+        if meta.get(role):
+            parts.append(f"{role}: {meta[role]['label']}")
+    scoring = meta.get("scoring", {})
+    return " · ".join(
+        [meta.get("created", ""), *parts, meta["model"]["name"], scoring.get("mode", "")]
+    )
+
+
+keys = [k for k, _ in candidates]
+metas = dict(candidates)
+wanted = st.session_state.get(state.STAGE_KEY)
+key = st.selectbox(
+    "Scores",
+    keys,
+    index=keys.index(wanted) if wanted in keys else 0,
+    format_func=lambda k: _stage_label(metas[k]),
+    key="select_stage_key",
+)
+st.session_state[state.STAGE_KEY] = key
+meta = metas[key]
+
+try:
+    pool = registry.load_source(meta["pool"]["spec"], cache)
+except DeliftError as exc:
+    st.error(f"The scored data cannot be loaded: {layout.escape_md(exc)}")
+    st.stop()
+n = len(pool)
+
+available = ["instruction"]
+if meta.get("targets"):
+    available.append("task")
+if meta.get("existing"):
+    available.append("continual")
+c1, c2, c3 = st.columns([3, 2, 2])
+stage = c1.radio(
+    "Stage",
+    available,
+    index=len(available) - 1,
+    format_func=STAGE_LABELS.get,
+    key="select_stage",
+)
+method = c2.selectbox("Method", list(METHODS), key="select_method", help=METHOD_HELP)
+kernel = c3.radio(
+    "Kernel",
+    list(KERNELS),
+    horizontal=True,
+    key="select_kernel",
+    help="minmax: utility scaled to [0, 1] (the paper). clip: negative utility set to 0.",
+)
+with st.expander("Advanced"):
+    a1, a2 = st.columns(2)
+    metric = a1.radio("Utility", list(METRICS), horizontal=True, key="select_metric")
+    seed = int(a2.number_input("Seed (random method)", 0, 2**31 - 1, 0, key="select_seed"))
+fraction = st.slider(
+    "Budget (fraction of the pool)", 0.01, 1.0, 0.3, 0.01, key="select_budget", format="%.2f"
+)
+
+try:
+    with st.spinner("Selecting..."):
+        result = registry.full_selection(
+            cache, key, meta, method=method, stage=stage, kernel=kernel, metric=metric, seed=seed
+        )
+except DeliftError as exc:
+    st.warning(layout.escape_md(exc))
+    st.stop()
+count = n if method == "full" else min(result.size, max(1, round(fraction * n)))
+chosen = result.take(count)
+objective = result.objective[count - 1] if np.isfinite(result.objective[count - 1]) else None
+
+m1, m2, m3 = st.columns(3)
+m1.metric("Selected", f"{count:,} of {n:,}")
+m2.metric("Objective", "n/a" if objective is None else f"{objective:.4f}")
+total = result.objective[-1]
+share = None if objective is None or not total > 0 else objective / total
+m3.metric("Share of the objective of the full order", "n/a" if share is None else f"{share:.1%}")
+
+left, right = st.columns([3, 2])
+with right:
+    st.caption("Objective against budget")
+    if objective is None:
+        st.info(f"{method} has no objective to plot.")
+    else:
+        st.plotly_chart(plots.objective_curve(result.objective, n, count), key="select_curve")
+
+ids = [r.id for r in pool.records]
+picked: list[int] = []
+with left:
+    st.caption("Map of the pool: selected and discarded samples (click, box or lasso to inspect)")
+    coords = registry.cached_map(cache, pool)
+    if coords is None:
+
+        def _busy() -> list:
+            jobs = manager.list_jobs(active_only=True)
+            return [j for j in jobs if j.kind in (tasks.MAP, tasks.SCORE)]
+
+        if not _busy():
+            try:
+                tasks.submit_map(manager, cache, {r: meta.get(r) for r in tasks.ROLES})
+            except DeliftError as exc:
+                st.error(f"The map cannot be computed: {layout.escape_md(exc)}")
+
+        @st.fragment(run_every=2.0 if _busy() else None)
+        def wait_for_map() -> None:
+            busy = _busy()
+            if registry.cached_map(cache, pool) is not None or not busy:
+                # Ready, or the job that was running belonged to other data: start over.
+                st.rerun()
+            detail = f" ({busy[0].phase})" if busy[0].phase else ""
+            st.info(f"Computing the map{detail}: it appears here when ready.")
+
+        if _busy():
+            wait_for_map()
+        else:
+            failed = [j for j in manager.list_jobs(kind=tasks.MAP) if j.state == "failed"]
+            if failed:
+                st.error(f"The map failed: {layout.escape_md(failed[0].error)}")
+    else:
+        hover = plots.hover_lines(ids, [r.instruction for r in pool.records])
+        figure, traces = plots.selection_map(coords, hover, result.order, result.gains, count)
+        event = st.plotly_chart(
+            figure,
+            key="select_map",
+            on_select="rerun",
+            selection_mode=("points", "box", "lasso"),
+        )
+        picked = plots.selected_indices(event, traces)
+
+st.subheader("Inspect samples")
+typed = st.text_input(
+    "Sample ids (comma-separated), in addition to points selected on the map",
+    key="select_inspect",
+    placeholder=", ".join(ids[int(i)] for i in chosen[:3]),
+)
+found, missing = explain.parse_ids(typed, ids)
+if missing:
+    st.warning(f"Not in the pool: {layout.escape_md(', '.join(missing[:10]))}")
+inspect = list(dict.fromkeys(found + picked))
+if not inspect:
+    st.caption("Nothing to inspect yet: select points on the map or type sample ids.")
+if len(inspect) > 20:
+    st.caption(f"Showing the first 20 of {len(inspect)} samples.")
+
+utilities = registry.stage_utilities(cache, key)
+u_pool = utilities.pool.matrix(metric)
+targets_ds = None
+if stage == "task" and meta.get("targets") and utilities.query is not None:
+    targets_ds = registry.load_source(meta["targets"]["spec"], cache)
+rank_of = np.full(n, -1, dtype=np.int64)
+rank_of[result.order] = np.arange(result.size)
+for i in inspect[:20]:
+    record, rank = pool.records[i], int(rank_of[i])
+    status = "selected" if rank >= 0 and rank < count else "not selected at this budget"
+    with st.container(border=True):
+        gain = result.gains[rank] if rank >= 0 else np.nan
+        st.text(
+            f"{record.id} · {status} · rank {rank + 1 if rank >= 0 else '-'}"
+            + (f" · gain {gain:.5f}" if np.isfinite(gain) else "")
+        )
+        st.text(f"Instruction: {record.instruction}")
+        if record.input:
+            st.text(f"Input: {record.input}")
+        st.text(f"Output: {record.output}")
+        h1, h2 = st.columns(2)
+        if targets_ds is not None:
+            helps = explain.top_entries(utilities.query.matrix(metric), i, "col")
+            h1.caption("Targets it helps most")
+            h1.dataframe(
+                explain.entries_table(helps, targets_ds.records),
+                hide_index=True,
+                key=f"select_helps_{i}",
+            )
+        else:
+            helps = explain.top_entries(u_pool, i, "col", exclude=i)
+            h1.caption("Pool samples it helps most (as an example)")
+            h1.dataframe(
+                explain.entries_table(helps, pool.records), hide_index=True, key=f"select_helps_{i}"
+            )
+        helped = explain.top_entries(u_pool, i, "row", exclude=i)
+        h2.caption("Its most helpful examples")
+        h2.dataframe(
+            explain.entries_table(helped, pool.records), hide_index=True, key=f"select_helped_{i}"
+        )
+
+st.subheader("Save this selection")
+default_name = f"{method}-{stage}-{round(100 * count / n)}pct"
+s1, s2 = st.columns([3, 1])
+name = s1.text_input("Selection name", key="select_name", placeholder=default_name).strip()
+name = name or default_name
+if s2.button("Save selection", type="primary", key="select_save"):
+    sel_meta = {
+        "name": name,
+        "stage_key": key,
+        "method": method,
+        "stage": stage,
+        "kernel": kernel,
+        "metric": metric,
+        "seed": seed,
+        "fraction": fraction,
+        "count": count,
+        "n": n,
+        "objective": objective,
+        "pool": meta["pool"],
+        "targets": meta.get("targets"),
+        "existing": meta.get("existing"),
+        "model": meta.get("model"),
+        "scoring": meta.get("scoring"),
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    try:
+        registry.save_selection(cache, name, chosen, result.gains[:count], sel_meta)
+    except DeliftError as exc:
+        st.error(layout.escape_md(exc))
+    else:
+        st.session_state[state.LAST_SELECTION] = name
+        st.success(f"Saved {count:,} samples as {layout.escape_md(name)}.")

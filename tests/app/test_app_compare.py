@@ -1,0 +1,82 @@
+"""Compare page: sizes, Jaccard overlap, cluster and target coverage, shared map."""
+
+from __future__ import annotations
+
+import numpy as np
+from apptools import (
+    assert_clean,
+    chart_keys,
+    demo_handle,
+    frame,
+    messages,
+    page,
+    score,
+    services,
+    with_data,
+)
+
+from delift_core.pipeline import list_stages
+from ui import registry
+
+
+def _save(name: str, indices: list[int], key: str, meta: dict, method: str, stage: str) -> None:
+    cache, _ = services()
+    registry.save_selection(
+        cache,
+        name,
+        np.asarray(indices),
+        np.full(len(indices), np.nan),
+        {"method": method, "stage": stage, "kernel": "minmax", "metric": "rms", "stage_key": key,
+         "pool": meta["pool"], "targets": meta.get("targets"), "existing": meta.get("existing")},
+    )  # fmt: skip
+
+
+def test_needs_two_selections():
+    at = with_data(page("4_Compare.py"), pool=demo_handle(6)).run()
+    assert not at.exception
+    assert any("at least two selections" in m for m in messages(at.info))
+
+
+def test_overlap_clusters_targets_and_map():
+    pool, targets = demo_handle(6), demo_handle(3, offset=100)
+    key = score(pool, targets=targets)
+    cache, _ = services()
+    meta = dict(list_stages(cache))[key]
+    _save("a", [0, 1, 2], key, meta, "delift", "task")
+    _save("b", [2, 3], key, meta, "random", "instruction")
+    at = with_data(page("4_Compare.py"), pool=pool).run()
+    assert_clean(at)
+    assert set(at.multiselect(key="compare_names").value) == {"a", "b"}
+    summary = frame(at, "selection", "size").set_index("selection")
+    assert summary.loc["a", "size"] == 3 and summary.loc["b", "size"] == 2
+    # Clusters come from the demo's family field.
+    ds = registry.load_source(pool["spec"], None)
+    families = [r.fields["family"] for r in ds.records]
+    k = len(set(families))
+    assert summary.loc["a", "clusters covered"] == f"{len({families[i] for i in (0, 1, 2)})} / {k}"
+    assert summary.loc["b", "clusters covered"] == f"{len({families[i] for i in (2, 3)})} / {k}"
+    # Target coverage: targets whose best selected utility is positive (task stage only).
+    u_query = registry.stage_utilities(cache, key).query.rms
+    covered = int((u_query[:, [0, 1, 2]].max(axis=1) > 0).sum())
+    assert summary.loc["a", "targets covered"] == f"{covered} / 3"
+    assert summary.loc["b", "targets covered"] == ""
+    jaccard = frame(at, "a", "b")
+    assert jaccard.loc["a", "b"] == round(1 / 4, 3) and jaccard.loc["a", "a"] == 1.0
+    assert "compare_map" in chart_keys(at)
+    assert any("No evaluation results" in c for c in messages(at.caption))
+
+
+def test_evaluation_results_are_listed_when_present():
+    pool = demo_handle(6)
+    key = score(pool)
+    cache, _ = services()
+    meta = dict(list_stages(cache))[key]
+    _save("a", [0, 1], key, meta, "delift", "instruction")
+    _save("b", [4, 5], key, meta, "random", "instruction")
+    cache.put_array(
+        "evaluation", "eval-1", np.zeros(0), {"selection": "a", "metrics": {"rougeL": 0.41}}
+    )
+    at = with_data(page("4_Compare.py"), pool=pool).run()
+    assert_clean(at)
+    table = frame(at, "selection", "rougeL")
+    assert list(table["selection"]) == ["a"] and table["rougeL"][0] == 0.41

@@ -1,0 +1,113 @@
+"""Data page: demo set, upload and local path; preview, statistics, errors and removal."""
+
+from __future__ import annotations
+
+import json
+
+from apptools import assert_clean, frame, messages, page
+
+
+def _rows_jsonl(rows: list[dict]) -> bytes:
+    return "".join(json.dumps(r) + "\n" for r in rows).encode()
+
+
+def test_demo_slice_loads_as_pool_with_preview_and_stats():
+    at = page("1_Data.py").run()
+    assert_clean(at)
+    # Start-up loaded 60 demo rows; load a 6-row slice instead.
+    at.number_input(key="data_demo_limit").set_value(6).run()
+    at.number_input(key="data_demo_offset").set_value(10).run()
+    at.button(key="data_load").click().run()
+    assert_clean(at)
+    assert "Loaded 6 rows as the pool." in messages(at.success)
+    pool = at.session_state["data"]["pool"]
+    assert pool["rows"] == 6 and pool["spec"] == {
+        "kind": "demo",
+        "offset": 10,
+        "limit": 6,
+        "field_map": None,
+    }
+    preview = frame(at, "id", "instruction")
+    assert list(preview["id"]) == [f"demo-{i:04d}" for i in range(11, 17)]
+    assert {"instruction", "input", "output", "family", "quality"} <= set(preview.columns)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Rows"] == "6" and metrics["Schema"] == "alpaca"
+
+
+def test_upload_as_targets_warns_about_overlap_and_can_be_removed():
+    at = page("1_Data.py").run()
+    demo_first = json.loads(open_demo_line())  # the start-up pool holds demo rows 1-60
+    rows = [demo_first, {"instruction": "Say hi.", "input": "", "output": "Hi!"}]
+    at.radio(key="data_role").set_value("targets").run()
+    at.radio(key="data_source").set_value("upload").run()
+    uploader = at.file_uploader(key="data_upload")
+    assert "200 MB" in uploader.label
+    uploader.set_value(("targets.jsonl", _rows_jsonl(rows), "application/jsonl")).run()
+    at.button(key="data_load").click().run()
+    assert_clean(at)
+    targets = at.session_state["data"]["targets"]
+    assert targets["rows"] == 2 and targets["label"] == "targets.jsonl"
+    assert any(
+        "1 record(s) of the targets also appear in the pool" in w for w in messages(at.warning)
+    )
+    at.button(key="data_remove_targets").click().run()
+    assert "targets" not in at.session_state["data"]
+    assert "pool" in at.session_state["data"]
+
+
+def open_demo_line() -> str:
+    from ui.registry import DEMO_PATH
+
+    with open(DEMO_PATH, encoding="utf-8") as handle:
+        return handle.readline()
+
+
+def test_invalid_upload_shows_the_line_and_keeps_the_old_data():
+    at = page("1_Data.py").run()
+    before = at.session_state["data"]["pool"]
+    at.radio(key="data_source").set_value("upload").run()
+    bad = b'{"instruction": "a", "output": "b"}\n{"instruction": "c"}\n'
+    at.file_uploader(key="data_upload").set_value(("bad.jsonl", bad, "application/jsonl")).run()
+    at.button(key="data_load").click().run()
+    assert not at.exception
+    errors = messages(at.error)
+    assert len(errors) == 1 and "bad" in errors[0] and "line 2" in errors[0]
+    assert at.session_state["data"]["pool"] == before
+
+
+def test_local_path_with_field_map_and_missing_file(tmp_path):
+    path = tmp_path / "custom.jsonl"
+    path.write_bytes(_rows_jsonl([{"q": f"question {i}", "a": f"answer {i}"} for i in range(4)]))
+    at = page("1_Data.py").run()
+    at.radio(key="data_source").set_value("path").run()
+    at.text_input(key="data_path").set_value(str(tmp_path / "missing.jsonl")).run()
+    at.button(key="data_load").click().run()
+    assert any("file not found" in e for e in messages(at.error))
+
+    at.text_input(key="data_path").set_value(str(path))
+    at.text_input(key="data_field_instruction").set_value("q")
+    at.text_input(key="data_field_output").set_value("a")
+    at.radio(key="data_role").set_value("existing").run()
+    at.button(key="data_load").click().run()
+    assert_clean(at)
+    existing = at.session_state["data"]["existing"]
+    assert existing["rows"] == 4 and existing["spec"]["field_map"] == {
+        "instruction": "q",
+        "output": "a",
+    }
+    preview = at.dataframe[-1].value
+    assert list(preview["instruction"]) == [f"question {i}" for i in range(4)]
+
+
+def test_user_text_is_never_rendered_as_markdown(tmp_path):
+    evil = "**bold** <script>alert(1)</script> [link](http://x)"
+    path = tmp_path / "evil.jsonl"
+    path.write_bytes(_rows_jsonl([{"instruction": evil, "output": "ok"}]))
+    at = page("1_Data.py").run()
+    at.radio(key="data_source").set_value("path").run()
+    at.text_input(key="data_path").set_value(str(path)).run()
+    at.button(key="data_load").click().run()
+    assert_clean(at)
+    # The text reaches the page only through a dataframe cell, never through markdown.
+    assert all(evil not in str(m.value) for m in at.markdown)
+    assert frame(at, "id", "instruction")["instruction"][0] == evil

@@ -1,0 +1,126 @@
+"""Score page: estimate, background scoring with progress, cancel, and resume after a restart."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from apptools import assert_clean, demo_handle, messages, page, services, wait_for_jobs, with_data
+
+from delift_core.config import ScoringConfig
+from delift_core.pipeline import list_stages, load_stage
+from ui import tasks
+
+
+def test_empty_state_points_to_data():
+    at = page("2_Score.py")
+    at.session_state["data"] = {}
+    at.run()
+    assert not at.exception
+    assert any("No data loaded" in m for m in messages(at.info))
+    assert not at.button  # nothing to start
+
+
+def test_estimate_then_score_in_the_background():
+    pool = demo_handle(6)
+    at = with_data(page("2_Score.py"), pool=pool).run()
+    assert_clean(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Forward passes"] == "42"  # 6 baselines + 36 pairs
+    assert metrics["Peak memory"] == "1.8 KB"  # 36 pairs x 52 bytes
+    at.radio(key="score_mode").set_value("sparse").run()
+    at.number_input(key="score_k").set_value(2).run()
+    assert {m.label: m.value for m in at.metric}["Forward passes"] == "24"  # 6 + 6 x 3
+    at.radio(key="score_mode").set_value("exact").run()
+
+    at.button(key="score_start").click().run()
+    assert_clean(at)
+    assert any("Scoring queued" in m for m in messages(at.success))
+    states = wait_for_jobs()
+    kinds = {s.kind: s for s in states}
+    # The first visit measured the speed; then the queued score job ran.
+    assert kinds["calibrate"].state == "done" and kinds["calibrate"].result > 0
+    assert kinds["score"].state == "done", kinds["score"].error
+
+    at.run()
+    assert_clean(at)
+    assert "The latest scores are ready." in messages(at.success)
+    assert "not measured" not in {m.value for m in at.metric}
+    cache, _ = services()
+    key = kinds["score"].result["stage_key"]
+    assert [k for k, _ in list_stages(cache)] == [key]
+    stage = load_stage(cache, key)
+    assert stage.pool.rms.shape == (6, 6) and np.isfinite(stage.pool.rms).all()
+    assert at.session_state["stage_key"] == key
+
+
+def test_progress_is_shown_and_cancel_stops_the_job():
+    pool = demo_handle(24)
+    at = with_data(page("2_Score.py"), pool=pool).run()
+    _, manager = services()
+    for job in manager.list_jobs():  # the automatic speed measurement
+        manager.wait(job.id, timeout=60)
+    at.button(key="score_start").click().run()
+    job = next(j for j in manager.list_jobs() if j.kind == "score")
+    deadline = time.monotonic() + 60
+    while manager.snapshot(job.id).done < 30 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    at.run()
+    assert_clean(at)
+    bars = list(at.progress)
+    assert bars and "passes" in bars[0].text and 0 < bars[0].value < 100
+    at.button(key=f"score_cancel_{job.id}").click().run()
+    t0 = time.monotonic()
+    final = manager.wait(job.id, timeout=10)
+    assert final.state == "cancelled"
+    assert time.monotonic() - t0 < 10
+    at.run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert table.loc[table["job"] == job.id, "state"].item() == "cancelled"
+
+
+def test_unfinished_run_from_a_previous_server_can_be_resumed():
+    pool = demo_handle(5)
+    cache, manager = services()
+    params = tasks.score_params({"pool": pool}, "default", ScoringConfig())
+    cache.save_run("old-run", "score", "running", params)
+    at = with_data(page("2_Score.py"), pool=pool).run()
+    assert_clean(at)
+    assert any("demo set (rows 1-5)" in t for t in messages(at.text))
+    at.button(key="score_resume_old-run").click().run()
+    assert not at.exception
+    states = [s for s in wait_for_jobs() if s.kind == "score"]
+    assert len(states) == 1 and states[0].state == "done"
+    assert states[0].params == params
+    stored = {r["id"]: r for r in cache.list_runs()}
+    assert stored["old-run"]["state"] == "resumed"
+    assert manager.unfinished_runs() == []
+    at.run()
+    assert all(not b.key or not b.key.startswith("score_resume_") for b in at.button)
+
+
+def test_a_missing_model_folder_is_reported(tmp_path):
+    at = with_data(page("2_Score.py"), pool=demo_handle(4))
+    at.run()
+    wait_for_jobs()
+    missing = str(tmp_path / "no-such-model")
+    at.text_input(key="score_model").set_value(missing).run()
+    wait_for_jobs()  # the automatic speed measurement of the new model fails
+    at.run()
+    assert any("model folder not found" in w for w in messages(at.warning))
+    at.button(key="score_start").click().run()
+    states = [s for s in wait_for_jobs() if s.kind == "score"]
+    assert states[0].state == "failed" and "model folder not found" in states[0].error
+    at.run()
+    assert any("Scoring failed" in e and "model folder not found" in e for e in messages(at.error))
+
+
+def test_a_run_that_cannot_fit_in_memory_is_refused(monkeypatch):
+    import delift_core.resources as resources
+
+    monkeypatch.setattr(resources, "available_memory", lambda: 1000)
+    at = with_data(page("2_Score.py"), pool=demo_handle(6)).run()
+    assert not at.exception
+    assert any("would not fit in memory" in e and "sparse" in e for e in messages(at.error))
+    assert at.button(key="score_start").disabled

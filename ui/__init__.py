@@ -1,0 +1,1 @@
+"""Streamlit-side helpers of DELIFT Studio: services, session state, plots, background tasks."""

@@ -1,0 +1,181 @@
+"""Plotly figures of the app: the pool map (selected vs discarded), the objective curve and the
+comparison map. User text appears only as hover text, HTML-escaped."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+
+# Above this many points WebGL markers keep the map responsive.
+WEBGL_ABOVE = 5000
+SELECTED_COLOR = "#e4572e"
+DISCARDED_COLOR = "#b8c0cc"
+PALETTE = ("#1f77b4", "#e4572e", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b")
+
+
+def _scatter(n: int) -> type:
+    return go.Scattergl if n > WEBGL_ABOVE else go.Scatter
+
+
+def shorten(text: str, limit: int = 80) -> str:
+    """One line of at most `limit` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def hover_lines(ids: Sequence[str], instructions: Sequence[str]) -> list[str]:
+    """Escaped 'id · instruction' hover headers, one per point."""
+    return [
+        f"<b>{html.escape(str(i))}</b><br>{html.escape(shorten(t))}"
+        for i, t in zip(ids, instructions, strict=True)
+    ]
+
+
+def selection_map(
+    coords: np.ndarray,
+    hover: Sequence[str],
+    order: np.ndarray,
+    gains: np.ndarray,
+    count: int,
+) -> tuple[go.Figure, list[np.ndarray]]:
+    """Map of the pool: the first `count` picks of `order` highlighted.
+
+    coords (n, 2); hover: one escaped header per point; order/gains: the full pick order and
+    gains. Returns the figure and, per trace, the pool indices of its points (for selections).
+    """
+    n = coords.shape[0]
+    rank = np.full(n, -1, dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    gain = np.full(n, np.nan)
+    gain[order] = gains
+    chosen = np.zeros(n, dtype=bool)
+    chosen[order[:count]] = True
+    scatter = _scatter(n)
+    fig = go.Figure()
+    traces = []
+    for name, mask, color, size in (
+        ("discarded", ~chosen, DISCARDED_COLOR, 6),
+        ("selected", chosen, SELECTED_COLOR, 8),
+    ):
+        idx = np.flatnonzero(mask)
+        traces.append(idx)
+        text = [
+            f"{hover[i]}<br>rank {rank[i] + 1 if rank[i] >= 0 else '–'}"
+            + (f" · gain {gain[i]:.4f}" if np.isfinite(gain[i]) else "")
+            for i in idx
+        ]
+        fig.add_trace(
+            scatter(
+                x=coords[idx, 0],
+                y=coords[idx, 1],
+                mode="markers",
+                name=f"{name} ({len(idx):,})",
+                marker={"color": color, "size": size, "line": {"width": 0}},
+                customdata=idx,
+                text=text,
+                hovertemplate="%{text}<extra></extra>",
+            )
+        )
+    _style_map(fig)
+    return fig, traces
+
+
+def compare_map(
+    coords: np.ndarray, hover: Sequence[str], groups: Mapping[str, np.ndarray]
+) -> go.Figure:
+    """The pool in grey with each named selection overlaid in its own colour."""
+    n = coords.shape[0]
+    scatter = _scatter(n)
+    fig = go.Figure()
+    fig.add_trace(
+        scatter(
+            x=coords[:, 0],
+            y=coords[:, 1],
+            mode="markers",
+            name="pool",
+            marker={"color": DISCARDED_COLOR, "size": 5},
+            text=list(hover),
+            hovertemplate="%{text}<extra></extra>",
+        )
+    )
+    symbols = ("circle-open", "diamond-open", "square-open", "triangle-up-open", "x-thin-open")
+    for g, (name, idx) in enumerate(groups.items()):
+        idx = np.asarray(idx, dtype=np.int64)
+        fig.add_trace(
+            scatter(
+                x=coords[idx, 0],
+                y=coords[idx, 1],
+                mode="markers",
+                name=f"{html.escape(name)} ({len(idx):,})",
+                marker={
+                    "color": PALETTE[g % len(PALETTE)],
+                    "size": 10,
+                    "symbol": symbols[g % len(symbols)],
+                    "line": {"width": 2},
+                },
+                text=[hover[i] for i in idx],
+                hovertemplate="%{text}<extra>" + html.escape(name) + "</extra>",
+            )
+        )
+    _style_map(fig)
+    return fig
+
+
+def _style_map(fig: go.Figure) -> None:
+    fig.update_layout(
+        height=520,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        legend={"orientation": "h", "y": 1.06, "x": 0},
+        xaxis={"visible": False},
+        yaxis={"visible": False, "scaleanchor": "x"},
+    )
+
+
+def objective_curve(objective: np.ndarray, n: int, count: int) -> go.Figure:
+    """Objective value after each pick against the budget (% of the pool), with the current
+    budget marked."""
+    picks = np.arange(1, len(objective) + 1)
+    fig = go.Figure(
+        go.Scatter(
+            x=100.0 * picks / n,
+            y=objective,
+            mode="lines",
+            name="objective",
+            hovertemplate="%{x:.1f}% of the pool: %{y:.4f}<extra></extra>",
+        )
+    )
+    fig.add_vline(x=100.0 * count / n, line_dash="dash", line_color=SELECTED_COLOR)
+    fig.update_layout(
+        height=300,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        xaxis_title="budget (% of the pool)",
+        yaxis_title="objective",
+        showlegend=False,
+    )
+    return fig
+
+
+def selected_indices(event: Any, traces: Sequence[np.ndarray]) -> list[int]:
+    """Pool indices of the points a user clicked or lasso/box-selected on `selection_map`."""
+    if not event:
+        return []
+    selection = event.get("selection") if isinstance(event, Mapping) else None
+    points = (selection or {}).get("points") or []
+    out: list[int] = []
+    for point in points:
+        custom = point.get("customdata")
+        if isinstance(custom, list):
+            custom = custom[0] if custom else None
+        if custom is not None:
+            out.append(int(custom))
+            continue
+        curve, index = point.get("curve_number"), point.get("point_index")
+        if curve is None or index is None or not 0 <= curve < len(traces):
+            continue
+        if 0 <= index < len(traces[curve]):
+            out.append(int(traces[curve][index]))
+    return list(dict.fromkeys(out))

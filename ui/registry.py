@@ -1,0 +1,335 @@
+"""Process-level objects shared by every browser session, without Streamlit.
+
+Datasets are kept here by content hash so that session state holds only small handles
+({spec, hash, label, rows}); a handle's `spec` says how to load the data again (demo set, local
+path, or an upload stored in the cache), which is what lets a score run resume after a restart.
+Job functions (ui/tasks.py) run in the worker thread and use only this module and the library.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from delift_core.cache import UtilityCache
+from delift_core.data import Dataset, hash_records, load_bytes, load_dataset
+from delift_core.embeddings import embed_records
+from delift_core.errors import ConfigError, DataError
+from delift_core.models import LanguageModel, embedder_id, load_causal_lm, load_embedder
+from delift_core.pipeline import Embedder, StageUtilities, load_stage
+from delift_core.projection import load_projection
+from delift_core.selection import SelectionInputs, SelectionResult, select_subset
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_PATH = ROOT / "assets" / "demo.jsonl"
+TEST_MODEL_ENV = "DELIFT_TEST_MODEL"
+UPLOAD_KIND = "upload"
+SELECTION_KIND = "selection"
+
+_lock = threading.RLock()
+_datasets: OrderedDict[str, Dataset] = OrderedDict()  # by dataset hash
+_by_spec: dict[str, str] = {}  # canonical spec -> dataset hash
+_uploads: dict[str, tuple[str, bytes]] = {}  # digest -> (name, bytes), this process only
+_rates: dict[str, float] = {}  # model name -> forward passes per second
+_stages: OrderedDict[tuple[str, str], StageUtilities] = OrderedDict()
+_selections: OrderedDict[tuple, SelectionResult] = OrderedDict()
+_tiny: dict[str, Any] = {}  # the tiny test model, built once
+_tiny_lock = threading.Lock()
+_MAX_DATASETS = 16
+
+
+def test_mode() -> bool:
+    """True when $DELIFT_TEST_MODEL=tiny: a tiny random model and a hashing embedder are used."""
+    return os.environ.get(TEST_MODEL_ENV, "") == "tiny"
+
+
+# -- models ---------------------------------------------------------------------------------
+
+
+def load_lm(name: str) -> LanguageModel:
+    """The causal LM to score with ("default" or a local folder); in test mode "default" is the
+    tiny random model."""
+    if test_mode() and name in ("", "default"):
+        from delift_core.testing import build_tiny_lm
+
+        # A lock of its own: the registry lock must never wait on a model build.
+        with _tiny_lock:
+            if "tiny" not in _tiny:
+                _tiny["tiny"] = build_tiny_lm()
+            return _tiny["tiny"]
+    return load_causal_lm(name or "default")
+
+
+def embedder_key() -> str:
+    """Cache key of the embedder used for maps, sparse candidates and DELIFT-SE."""
+    if test_mode():
+        from delift_core.testing import HashEmbedder
+
+        return HashEmbedder.key
+    return embedder_id("default")
+
+
+def load_embedder_handle() -> Embedder:
+    """The default sentence embedder (loaded once per process); a hashing one in test mode."""
+    if test_mode():
+        from delift_core.testing import HashEmbedder
+
+        return Embedder(HashEmbedder(), HashEmbedder.key)
+    return Embedder(load_embedder("default"), embedder_id("default"))
+
+
+def set_rate(model: str, passes_per_second: float) -> None:
+    with _lock:
+        _rates[model] = float(passes_per_second)
+
+
+def get_rate(model: str) -> float | None:
+    """Measured forward passes per second for a model name, if any."""
+    with _lock:
+        return _rates.get(model)
+
+
+# -- datasets -------------------------------------------------------------------------------
+
+
+def _canonical(spec: dict[str, Any]) -> str:
+    return json.dumps(spec, sort_keys=True)
+
+
+def reset() -> None:
+    """Forget every dataset, upload, rate and result held in memory (tests)."""
+    with _lock:
+        for store in (_datasets, _by_spec, _uploads, _rates, _stages, _selections):
+            store.clear()
+
+
+def store_upload(cache: UtilityCache, name: str, data: bytes) -> str:
+    """Keep an uploaded file's bytes (memory and cache) and return its sha256 digest."""
+    digest = hashlib.sha256(data).hexdigest()
+    with _lock:
+        _uploads[digest] = (name, data)
+    if cache.get_meta(UPLOAD_KIND, digest) is None:
+        array = np.frombuffer(data, dtype=np.uint8)
+        cache.put_array(UPLOAD_KIND, digest, array, {"name": name, "bytes": len(data)})
+    return digest
+
+
+def _upload_bytes(cache: UtilityCache | None, digest: str) -> bytes:
+    with _lock:
+        if digest in _uploads:
+            return _uploads[digest][1]
+    stored = None if cache is None else cache.get_array(UPLOAD_KIND, digest)
+    if stored is None:
+        raise DataError("the uploaded file is no longer available; upload it again")
+    return stored.tobytes()
+
+
+def source_label(spec: dict[str, Any]) -> str:
+    """A short human name for a data source spec."""
+    kind = spec.get("kind")
+    if kind == "demo":
+        base = "demo set"
+    elif kind == "upload":
+        base = str(spec.get("name", "upload"))
+    else:
+        base = Path(str(spec.get("path", "?"))).name or str(spec.get("path"))
+    offset, limit = int(spec.get("offset") or 0), spec.get("limit")
+    if offset or limit:
+        end = f"{offset + int(limit)}" if limit else "end"
+        return f"{base} (rows {offset + 1}-{end})"
+    return base
+
+
+def load_source(spec: dict[str, Any], cache: UtilityCache | None) -> Dataset:
+    """Load (or reuse) the dataset a spec describes.
+
+    spec: {"kind": "demo" | "path" | "upload", "path" (path), "name" and "digest" (upload),
+    "offset": rows to skip, "limit": rows to keep (None = all), "field_map": {...} | None}.
+    Raises DataError or ConfigError with a message for the user.
+    """
+    canonical = _canonical(spec)
+    with _lock:
+        known = _by_spec.get(canonical)
+        if known is not None and known in _datasets:
+            _datasets.move_to_end(known)
+            return _datasets[known]
+    kind = spec.get("kind")
+    offset = int(spec.get("offset") or 0)
+    limit = spec.get("limit")
+    if offset < 0 or (limit is not None and int(limit) < 1):
+        raise ConfigError("rows to skip must be >= 0 and rows to load >= 1 (or all)")
+    read_limit = None if limit is None else offset + int(limit)
+    field_map = spec.get("field_map") or None
+    if kind == "demo":
+        ds = load_dataset(DEMO_PATH, field_map=field_map, limit=read_limit)
+    elif kind == "path":
+        path = str(spec.get("path") or "").strip()
+        if not path:
+            raise DataError("give a file or folder path")
+        ds = load_dataset(path, field_map=field_map, limit=read_limit)
+    elif kind == "upload":
+        data = _upload_bytes(cache, str(spec.get("digest")))
+        ds = load_bytes(data, str(spec.get("name")), field_map=field_map, limit=read_limit)
+    else:
+        raise ConfigError(f"unknown data source {kind!r}")
+    if offset:
+        records = ds.records[offset:]
+        if not records:
+            raise DataError(f"only {len(ds)} rows: nothing left after skipping {offset}")
+        ds = replace(ds, records=records, hash=hash_records(records))
+    register(ds, canonical)
+    return ds
+
+
+def register(ds: Dataset, canonical: str | None = None) -> None:
+    """Keep a dataset in the process registry (the least recently used are dropped)."""
+    with _lock:
+        _datasets[ds.hash] = ds
+        _datasets.move_to_end(ds.hash)
+        if canonical is not None:
+            _by_spec[canonical] = ds.hash
+        while len(_datasets) > _MAX_DATASETS:
+            _datasets.popitem(last=False)
+
+
+def make_handle(spec: dict[str, Any], ds: Dataset) -> dict[str, Any]:
+    """The small session-state handle of a loaded dataset."""
+    return {"spec": spec, "hash": ds.hash, "label": source_label(spec), "rows": len(ds)}
+
+
+def dataset_for(handle: dict[str, Any], cache: UtilityCache) -> Dataset:
+    """The dataset behind a handle, from the registry or loaded again from its spec."""
+    with _lock:
+        ds = _datasets.get(handle["hash"])
+    if ds is None:
+        ds = load_source(handle["spec"], cache)
+        if ds.hash != handle["hash"]:
+            raise DataError(
+                f"{handle.get('label', 'the data')} has changed since it was loaded; load it again"
+            )
+    return ds
+
+
+# -- cached results -------------------------------------------------------------------------
+
+
+class _CacheOnly:
+    """An embedder that refuses to compute: embed_records then only reads the cache."""
+
+    def encode(self, *_: Any, **__: Any) -> np.ndarray:
+        raise LookupError("not cached")
+
+    def get_sentence_embedding_dimension(self) -> int:
+        return 0
+
+
+def cached_embeddings(cache: UtilityCache, ds: Dataset) -> np.ndarray | None:
+    """The stored sentence embeddings (n, d) of a dataset, or None when not computed yet."""
+    try:
+        return embed_records(ds.records, _CacheOnly(), embedder_key(), cache)
+    except LookupError:
+        return None
+
+
+def map_key(ds: Dataset) -> str:
+    """Cache key of a dataset's 2-D map."""
+    return f"{embedder_key()}|{ds.hash}"
+
+
+def cached_map(cache: UtilityCache, ds: Dataset) -> np.ndarray | None:
+    """Stored (n, 2) map coordinates of a dataset, or None."""
+    return load_projection(cache, map_key(ds), len(ds), 0)
+
+
+def stage_utilities(cache: UtilityCache, key: str) -> StageUtilities:
+    """A finished stage's matrices (kept in memory for the last few stages)."""
+    with _lock:
+        cached = _stages.get((str(cache.path), key))
+    if cached is not None:
+        return cached
+    stage = load_stage(cache, key)
+    if stage is None:
+        raise ConfigError("these scores are not in the cache any more; score again")
+    with _lock:
+        _stages[(str(cache.path), key)] = stage
+        while len(_stages) > 4:
+            _stages.popitem(last=False)
+    return stage
+
+
+def full_selection(
+    cache: UtilityCache,
+    key: str,
+    meta: dict[str, Any],
+    *,
+    method: str,
+    stage: str,
+    kernel: str,
+    metric: str,
+    seed: int,
+) -> SelectionResult:
+    """The complete greedy order of one method on a stage (every budget is a prefix of it)."""
+    memo = (str(cache.path), key, method, stage, kernel, metric, seed)
+    with _lock:
+        if memo in _selections:
+            _selections.move_to_end(memo)
+            return _selections[memo]
+    utilities = stage_utilities(cache, key)
+    pool = load_source(meta["pool"]["spec"], cache)
+    embeddings = {"emb_pool": cached_embeddings(cache, pool)}
+    for role, name in (("targets", "emb_targets"), ("existing", "emb_existing")):
+        if meta.get(role):
+            embeddings[name] = cached_embeddings(cache, load_source(meta[role]["spec"], cache))
+    if method == "delift-se" and any(v is None for v in embeddings.values()):
+        raise ConfigError(
+            "DELIFT-SE needs sentence embeddings, which are still being computed; try again "
+            "when the map has appeared"
+        )
+    inputs = SelectionInputs(
+        len(pool),
+        u_pool=utilities.pool.matrix(metric),
+        u_query=utilities.query.matrix(metric) if utilities.query else None,
+        u_private=utilities.private.matrix(metric) if utilities.private else None,
+        **embeddings,
+    )
+    result = select_subset(inputs, method=method, stage=stage, kernel=kernel, seed=seed)
+    with _lock:
+        _selections[memo] = result
+        while len(_selections) > 32:
+            _selections.popitem(last=False)
+    return result
+
+
+def list_selections(cache: UtilityCache) -> list[tuple[str, dict[str, Any]]]:
+    """(name, meta) of every saved selection, newest first."""
+    return [(key, meta) for key, meta, _ in cache.list_arrays(SELECTION_KIND)]
+
+
+def load_selection(cache: UtilityCache, name: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """A saved selection's pool indices (int64, in pick order) and its meta."""
+    indices = cache.get_array(SELECTION_KIND, name)
+    meta = cache.get_meta(SELECTION_KIND, name)
+    if indices is None or meta is None:
+        raise ConfigError(f"no saved selection named {name!r}")
+    return indices.astype(np.int64), meta
+
+
+def save_selection(
+    cache: UtilityCache, name: str, indices: np.ndarray, gains: np.ndarray, meta: dict[str, Any]
+) -> None:
+    """Store a named selection (indices in pick order; gains in meta, NaN as None)."""
+    name = name.strip()
+    if not name or len(name) > 80:
+        raise ConfigError("give the selection a name of 1 to 80 characters")
+    gain_list = [None if not np.isfinite(g) else float(g) for g in np.asarray(gains, float)]
+    cache.put_array(
+        SELECTION_KIND, name, np.asarray(indices, dtype=np.int64), {**meta, "gains": gain_list}
+    )

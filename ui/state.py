@@ -1,0 +1,56 @@
+"""Session-state keys and accessors. Session state holds small handles only: dataset handles
+({spec, hash, label, rows}), the chosen stage key and selection names, never arrays or models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+DATA = "data"  # {role: handle}
+STAGE_KEY = "stage_key"  # the stage chosen on Select
+LAST_SELECTION = "last_selection"  # name of the selection saved last
+CALIBRATED = "calibrated_models"  # models whose speed this session has asked to measure
+
+ROLES = ("pool", "targets", "existing")
+ROLE_LABELS = {
+    "pool": "Pool (the data to select from)",
+    "targets": "Target set (task-specific stage)",
+    "existing": "Existing set (continual stage)",
+}
+
+
+def handles() -> dict[str, dict[str, Any] | None]:
+    """The loaded dataset handles by role (None where nothing is loaded)."""
+    data = st.session_state.get(DATA) or {}
+    return {role: data.get(role) for role in ROLES}
+
+
+def get_handle(role: str) -> dict[str, Any] | None:
+    return handles()[role]
+
+
+def set_handle(role: str, handle: dict[str, Any]) -> None:
+    data = dict(st.session_state.get(DATA) or {})
+    data[role] = handle
+    st.session_state[DATA] = data
+
+
+def clear_handle(role: str) -> None:
+    data = dict(st.session_state.get(DATA) or {})
+    data.pop(role, None)
+    st.session_state[DATA] = data
+
+
+def data_initialised() -> bool:
+    """True once this session has had a data dict (even an empty one, after removals)."""
+    return DATA in st.session_state
+
+
+def mark_calibrated(model: str) -> bool:
+    """Remember that speed was measured for `model`; False if it already was this session."""
+    done = set(st.session_state.get(CALIBRATED) or ())
+    if model in done:
+        return False
+    st.session_state[CALIBRATED] = done | {model}
+    return True

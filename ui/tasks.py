@@ -1,0 +1,208 @@
+"""Background work of the app: scoring, speed calibration and maps, run by the JobManager.
+
+`submit_*` run in the script thread: they resolve the datasets (fast, may raise DataError for the
+page to show) and queue a job. `run_*` run in the worker thread and use only the library and
+ui.registry, never Streamlit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from delift_core.cache import UtilityCache
+from delift_core.config import ScoringConfig
+from delift_core.data import Dataset
+from delift_core.embeddings import embed_records
+from delift_core.jobs import JobContext, JobManager
+from delift_core.pipeline import list_stages, save_stage, score_stage, stage_key
+from delift_core.projection import project_2d
+from delift_core.utility import Progress, compute_utility
+from ui import registry
+
+log = logging.getLogger(__name__)
+
+SCORE, MAP, CALIBRATE = "score", "map", "calibrate"
+ROLES = ("pool", "targets", "existing")
+PHASE_LABELS = {
+    "pool": "scoring the pool",
+    "targets": "scoring the targets",
+    "existing": "scoring against the existing set",
+}
+
+
+# -- scoring --------------------------------------------------------------------------------
+
+
+def score_params(
+    handles: dict[str, dict[str, Any] | None], model: str, config: ScoringConfig
+) -> dict[str, Any]:
+    """JSON job parameters of a score run: enough to run it again after a restart."""
+    params: dict[str, Any] = {"model": model, "mode": config.mode, "k": config.k}
+    params["batch_size"] = config.batch_size
+    for role in ROLES:
+        handle = handles.get(role)
+        params[role] = None if handle is None else dict(handle)
+    return params
+
+
+def config_from(params: dict[str, Any]) -> ScoringConfig:
+    return ScoringConfig(mode=params["mode"], k=int(params["k"]), batch_size=params["batch_size"])
+
+
+def resolve_datasets(params: dict[str, Any], cache: UtilityCache) -> dict[str, Dataset | None]:
+    """The datasets named by a job's handles (loaded again from their specs when needed)."""
+    return {
+        role: registry.dataset_for(params[role], cache) if params.get(role) else None
+        for role in ROLES
+    }
+
+
+def submit_score(manager: JobManager, cache: UtilityCache, params: dict[str, Any]) -> str:
+    """Queue a score run (validates the settings and data first)."""
+    config = config_from(params)
+    datasets = resolve_datasets(params, cache)
+    return manager.submit(
+        SCORE, params, lambda ctx: run_score(ctx, cache, params, config, datasets)
+    )
+
+
+def stage_meta(
+    params: dict[str, Any], lm_id: str, config: ScoringConfig, datasets: dict[str, Dataset | None]
+) -> dict[str, Any]:
+    """What a finished stage records about itself (shown on Select, copied into manifests)."""
+    meta: dict[str, Any] = {
+        "model": {"name": params["model"], "id": lm_id},
+        "scoring": {"mode": config.mode, "k": config.k, "template": config.template.hash},
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    for role in ROLES:
+        ds = datasets[role]
+        meta[role] = None if ds is None else {**params[role], "path": ds.path, "schema": ds.schema}
+    return meta
+
+
+def run_score(
+    ctx: JobContext,
+    cache: UtilityCache,
+    params: dict[str, Any],
+    config: ScoringConfig,
+    datasets: dict[str, Dataset | None],
+) -> dict[str, Any]:
+    """Worker: load the model, score the stage (resuming from cached rows), save it, then embed
+    the data and compute the pool's map. Returns {"stage_key", "passes", "seconds", ...}."""
+    pool, targets, existing = datasets["pool"], datasets["targets"], datasets["existing"]
+    assert pool is not None
+    ctx.report("loading the model", message=f"Loading model {params['model']}")
+    lm = registry.load_lm(params["model"])
+    ctx.raise_if_cancelled()
+    embedder = registry.load_embedder_handle() if config.mode == "sparse" else None
+    key = stage_key(
+        lm.model_id,
+        config,
+        pool.hash,
+        targets.hash if targets else None,
+        existing.hash if existing else None,
+    )
+    computed, seconds = 0, 0.0
+    if any(k == key for k, _ in list_stages(cache)):
+        ctx.report("scored", message="These scores were already in the cache")
+    else:
+
+        def on_progress(phase: str, p: Progress) -> None:
+            label = PHASE_LABELS.get(phase, phase)
+            ctx.report(label, p.done, p.total, p.eta_s, f"{p.reused:,} passes reused from cache")
+
+        started = time.perf_counter()
+        utilities = score_stage(
+            lm,
+            pool.records,
+            config,
+            targets=targets.records if targets else None,
+            existing=existing.records if existing else None,
+            embedder=embedder,
+            cache=cache,
+            on_progress=on_progress,
+            should_cancel=ctx.cancelled,
+        )
+        seconds = time.perf_counter() - started
+        results = utilities.results().values()
+        computed = sum(r.pairs_computed + r.baselines_computed for r in results)
+        # The engine's own time excludes embedding and candidate search (sparse mode).
+        engine_seconds = sum(r.seconds for r in results)
+        if computed >= 50 and engine_seconds > 0:
+            registry.set_rate(params["model"], computed / engine_seconds)
+        save_stage(cache, key, utilities, stage_meta(params, lm.model_id, config, datasets))
+    result: dict[str, Any] = {"stage_key": key, "passes": computed, "seconds": seconds}
+    try:
+        compute_maps(ctx, cache, datasets)
+    except Exception as exc:  # the scores are saved; a missing map must not hide them
+        log.exception("map after scoring failed")
+        result["map_error"] = str(exc)
+    return result
+
+
+# -- maps -----------------------------------------------------------------------------------
+
+
+def compute_maps(ctx: JobContext, cache: UtilityCache, datasets: dict[str, Dataset | None]) -> None:
+    """Embed every set (cached) and compute the pool's 2-D map (cached)."""
+    pool = datasets["pool"]
+    assert pool is not None
+    if registry.cached_map(cache, pool) is not None and all(
+        registry.cached_embeddings(cache, ds) is not None for ds in datasets.values() if ds
+    ):
+        return
+    ctx.report("embedding", 0, 0, message="Loading the sentence embedder")
+    embedder = registry.load_embedder_handle()
+    vectors = None
+    for role in ROLES:
+        ds = datasets[role]
+        if ds is None:
+            continue
+        ctx.raise_if_cancelled()
+        ctx.report("embedding", message=f"Embedding the {role} ({len(ds):,} rows)")
+        emb = embed_records(ds.records, embedder.model, embedder.key, cache)
+        if role == "pool":
+            vectors = emb
+    ctx.raise_if_cancelled()
+    ctx.report("map", message="Computing the 2-D map (UMAP)")
+    project_2d(vectors, cache=cache, key=registry.map_key(pool), seed=0)
+
+
+def submit_map(
+    manager: JobManager, cache: UtilityCache, handles: dict[str, dict[str, Any] | None]
+) -> str:
+    """Queue embeddings and the pool map for data that was scored elsewhere (e.g. the CLI)."""
+    params = {role: handles.get(role) for role in ROLES}
+    datasets = resolve_datasets(params, cache)
+    return manager.submit(MAP, params, lambda ctx: compute_maps(ctx, cache, datasets))
+
+
+# -- speed calibration ----------------------------------------------------------------------
+
+
+def submit_calibration(manager: JobManager, model: str, pool: Dataset, batch_size: int) -> str:
+    """Queue a short speed measurement for a model on the first rows of the pool."""
+    sample = list(pool.records[:3])
+    params = {"model": model, "batch_size": batch_size, "rows": len(sample)}
+    return manager.submit(
+        CALIBRATE, params, lambda ctx: run_calibration(ctx, model, sample, batch_size)
+    )
+
+
+def run_calibration(ctx: JobContext, model: str, sample: list[Any], batch_size: int) -> float:
+    """Worker: time a few uncached passes (after one warm-up) and store passes per second."""
+    ctx.report("loading the model", message=f"Loading model {model}")
+    lm = registry.load_lm(model)
+    config = ScoringConfig(batch_size=batch_size)
+    ctx.report("measuring speed", message="Scoring a few pairs without the cache")
+    compute_utility(lm, sample[:1], sample[:1], config, should_cancel=ctx.cancelled)
+    started = time.perf_counter()
+    examples = sample[:2]
+    result = compute_utility(lm, sample, examples, config, should_cancel=ctx.cancelled)
+    seconds = max(time.perf_counter() - started, 1e-6)
+    rate = (result.pairs_computed + result.baselines_computed) / seconds
+    registry.set_rate(model, rate)
+    return rate
