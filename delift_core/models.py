@@ -152,7 +152,8 @@ def _load_causal_lm(name: str, device: str) -> LanguageModel:
         folder, kwargs = path.parent, {"gguf_file": path.name}
         model_id = f"smollm2-135m-instruct-q4_1:{_folder_fingerprint(folder)}"
     else:
-        folder, kwargs = Path(name).expanduser().resolve(), {}
+        # Weights of user folders load only from safetensors: never unpickle a user's file.
+        folder, kwargs = Path(name).expanduser().resolve(), {"use_safetensors": True}
         _check_model_folder(folder)
         model_id = f"{folder.name}:{_folder_fingerprint(folder)}"
     log.info("loading causal LM %s on %s", model_id, device)
@@ -163,7 +164,8 @@ def _load_causal_lm(name: str, device: str) -> LanguageModel:
     if "gguf_file" in kwargs:
         _silence_gguf_progress()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False, **kwargs)
+        tok_kwargs = {k: v for k, v in kwargs.items() if k == "gguf_file"}
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False, **tok_kwargs)
         model = AutoModelForCausalLM.from_pretrained(
             folder, trust_remote_code=False, dtype=dtype, **kwargs
         )
