@@ -77,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_input_arguments(score)
     score.add_argument("--out", required=True, help="output folder")
     score.add_argument("--metric", choices=["rms", "logprob"], default="rms")
+    score.add_argument(
+        "--backend", choices=["local", "ray"], default="local",
+        help="score in this process, or shard the work over Ray workers",
+    )  # fmt: skip
+    score.add_argument("--workers", type=int, default=2, help="Ray workers (--backend ray)")
+    score.add_argument("--ray-address", help="a running Ray cluster (default: start a local one)")
 
     select = sub.add_parser("select", help="select a subset and write it as JSONL")
     add_input_arguments(select)

@@ -98,15 +98,24 @@ def compute_stage(
         embedder = Embedder(load_embedder(args.embedder, args.device), embedder_id(args.embedder))
     bar = ProgressBar()
     with UtilityCache(args.cache) as cache:
+        scorer = None
+        if getattr(args, "backend", "local") == "ray":
+            from delift_core.distributed import ModelSpec, RayScorer
+
+            spec = ModelSpec(args.model, lm.device)
+            scorer = RayScorer(spec, args.workers, address=args.ray_address)
         try:
             utilities = score_stage(
                 lm, inputs.pool.records, config,
                 targets=inputs.targets.records if inputs.targets else None,
                 existing=inputs.existing.records if inputs.existing else None,
                 embedder=embedder, cache=cache, on_progress=bar,
+                compute=scorer.compute if scorer else None,
             )  # fmt: skip
         finally:
             bar.close()
+            if scorer is not None:
+                scorer.close()
     info = {
         "model": {"name": args.model, "id": lm.model_id, "device": lm.device, "dtype": lm.dtype},
         "embedder": embedder.key if embedder else None,

@@ -22,6 +22,8 @@ from delift_core.utility import CancelFn, Progress, UtilityResult, compute_utili
 log = logging.getLogger(__name__)
 
 PhaseProgressFn = Callable[[str, Progress], None]
+# compute_utility or a drop-in with its signature (e.g. distributed.RayScorer.compute).
+ComputeFn = Callable[..., UtilityResult]
 
 
 @dataclass(frozen=True)
@@ -56,10 +58,12 @@ def score_stage(
     cache: UtilityCache | None = None,
     on_progress: PhaseProgressFn | None = None,
     should_cancel: CancelFn | None = None,
+    compute: ComputeFn | None = None,
 ) -> StageUtilities:
     """Compute U_pool and, when given, U_query (targets x pool) and U_private (pool x existing).
 
-    Sparse mode finds each target's k nearest candidates by sentence embedding first.
+    Sparse mode finds each target's k nearest candidates by sentence embedding first. compute
+    scores each matrix (default compute_utility, in this process).
     """
     if config.mode == "sparse" and embedder is None:
         raise ConfigError("sparse mode needs a sentence embedder to find candidates")
@@ -79,7 +83,7 @@ def score_stage(
             if on_progress is not None:
                 on_progress(phase, p)
 
-        return compute_utility(
+        return (compute or compute_utility)(
             lm, rows, cols, config, candidates=candidates, cache=cache,
             on_progress=report, should_cancel=should_cancel,
         )  # fmt: skip

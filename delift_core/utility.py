@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -94,8 +95,8 @@ def pair_lists(
     return pairs[:, 1].copy(), pairs[:, 0].copy()
 
 
-class _Tracker:
-    """Progress, cancellation and buffered cache writes for one run."""
+class RunTracker:
+    """Progress and cancellation of one run: rows done of total, `reused` of them from the cache."""
 
     def __init__(
         self,
@@ -127,6 +128,169 @@ class _Tracker:
             raise CancelledError("scoring was cancelled; finished rows are kept in the cache")
 
 
+@dataclass
+class UtilityWork:
+    """The rows of one utility run and their scores so far.
+
+    pair_t, pair_e: (P,) target and example index of each pair to score, sorted by example.
+    base: (n_targets, 2) no-example (rms, logp) per target; with_ex: (P, 2) with-example
+    (rms, logp) per pair; NaN where not known yet. scope: the cache scope of every row.
+    """
+
+    mode: str
+    n_targets: int
+    n_examples: int
+    scope: str
+    pair_t: np.ndarray
+    pair_e: np.ndarray
+    t_hash: list[str]
+    e_hash: list[str]
+    base: np.ndarray
+    with_ex: np.ndarray
+
+    @property
+    def total(self) -> int:
+        """Forward rows of the run: one baseline per target plus one per pair."""
+        return self.n_targets + len(self.pair_t)
+
+    def missing_baselines(self) -> np.ndarray:
+        """Indices of targets whose baseline is not known, ascending."""
+        return np.flatnonzero(np.isnan(self.base[:, 0]))
+
+    def missing_pairs(self) -> np.ndarray:
+        """Indices into pair_t/pair_e of pairs not known, ascending (so grouped by example)."""
+        return np.flatnonzero(np.isnan(self.with_ex[:, 0]))
+
+
+def plan_work(
+    model_id: str,
+    targets: Sequence[TextPair],
+    examples: Sequence[TextPair],
+    config: ScoringConfig,
+    candidates: Sequence[Sequence[int]] | None = None,
+) -> UtilityWork:
+    """Check the request and list its pairs, with nothing scored yet."""
+    if config.mode == "sparse" and candidates is None:
+        raise ConfigError("sparse mode needs candidates (see neighbours.find_candidates)")
+    if not targets or not examples:
+        raise ConfigError("utility needs at least one target and one example")
+    n_t, n_e = len(targets), len(examples)
+    pair_t, pair_e = pair_lists(n_t, n_e, None if config.mode == "exact" else candidates)
+    return UtilityWork(
+        mode=config.mode,
+        n_targets=n_t,
+        n_examples=n_e,
+        scope=scope_key(model_id, f"{config.template.hash}:r{config.max_response_tokens}"),
+        pair_t=pair_t,
+        pair_e=pair_e,
+        t_hash=[t.hash for t in targets],
+        e_hash=[e.hash for e in examples],
+        base=np.full((n_t, 2), np.nan),
+        with_ex=np.full((len(pair_t), 2), np.nan),
+    )
+
+
+def load_cached(work: UtilityWork, cache: UtilityCache) -> None:
+    """Fill the baselines and pairs of `work` that the cache already holds."""
+    stored_base = cache.load_baselines(work.scope, work.t_hash)
+    for i, h in enumerate(work.t_hash):
+        if h in stored_base:
+            work.base[i] = stored_base[h]
+    stored = cache.load_pairs(work.scope, work.e_hash, work.t_hash)
+    if stored:
+        t_hash, e_hash = work.t_hash, work.e_hash
+        for p, (i, j) in enumerate(zip(work.pair_t.tolist(), work.pair_e.tolist(), strict=True)):
+            value = stored.get((e_hash[j], t_hash[i]))
+            if value is not None:
+                work.with_ex[p] = value
+
+
+def assemble_result(
+    work: UtilityWork, pairs_computed: int, baselines_computed: int, seconds: float
+) -> UtilityResult:
+    """The utility matrices of a finished run (every baseline and pair known)."""
+    pair_t, pair_e, base, with_ex = work.pair_t, work.pair_e, work.base, work.with_ex
+    n_t, n_e = work.n_targets, work.n_examples
+    u_rms = (base[pair_t, 0] - with_ex[:, 0]).astype(np.float32)
+    u_logp = (with_ex[:, 1] - base[pair_t, 1]).astype(np.float32)
+    if work.mode == "exact":
+        rms = np.zeros((n_t, n_e), dtype=np.float32)
+        logprob = np.zeros((n_t, n_e), dtype=np.float32)
+        rms[pair_t, pair_e] = u_rms
+        logprob[pair_t, pair_e] = u_logp
+    else:
+        rms = sp.csr_matrix((u_rms, (pair_t, pair_e)), shape=(n_t, n_e), dtype=np.float32)
+        logprob = sp.csr_matrix((u_logp, (pair_t, pair_e)), shape=(n_t, n_e), dtype=np.float32)
+    return UtilityResult(
+        rms=rms,
+        logprob=logprob,
+        pairs_total=len(pair_t),
+        pairs_computed=pairs_computed,
+        pairs_reused=len(pair_t) - pairs_computed,
+        baselines_computed=baselines_computed,
+        seconds=seconds,
+    )
+
+
+class ScoreSink(Protocol):
+    """Where scored rows go: indices (k,) with rms (k,) and logp (k,)."""
+
+    def check_cancel(self) -> None: ...
+
+    def add_baselines(self, targets: np.ndarray, rms: np.ndarray, logp: np.ndarray) -> None: ...
+
+    def add_pairs(self, pairs: np.ndarray, rms: np.ndarray, logp: np.ndarray) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+class StoreSink:
+    """Writes scored rows into `work`, the cache (pairs buffered, flushed at least every
+    flush_seconds) and the tracker."""
+
+    def __init__(
+        self,
+        work: UtilityWork,
+        tracker: RunTracker,
+        cache: UtilityCache | None,
+        flush_seconds: float = _FLUSH_SECONDS,
+    ) -> None:
+        self.work, self.tracker, self.cache = work, tracker, cache
+        self.flush_seconds = flush_seconds
+        self._pending: list[int] = []
+        self._last_flush = time.perf_counter()
+
+    def check_cancel(self) -> None:
+        self.tracker.check_cancel()
+
+    def add_baselines(self, targets: np.ndarray, rms: np.ndarray, logp: np.ndarray) -> None:
+        self.work.base[targets, 0], self.work.base[targets, 1] = rms, logp
+        if self.cache is not None:
+            hashes = [self.work.t_hash[i] for i in targets]
+            self.cache.store_baselines(self.work.scope, hashes, rms, logp)
+        self.tracker.advance(len(targets))
+
+    def add_pairs(self, pairs: np.ndarray, rms: np.ndarray, logp: np.ndarray) -> None:
+        self.work.with_ex[pairs, 0], self.work.with_ex[pairs, 1] = rms, logp
+        self._pending.extend(np.asarray(pairs).tolist())
+        self.tracker.advance(len(pairs))
+        if time.perf_counter() - self._last_flush > self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        work = self.work
+        if self.cache is not None and self._pending:
+            p = np.asarray(self._pending)
+            self.cache.store_pairs(
+                work.scope,
+                [work.e_hash[j] for j in work.pair_e[p]],
+                [work.t_hash[i] for i in work.pair_t[p]],
+                work.with_ex[p, 0],
+                work.with_ex[p, 1],
+            )
+        self._pending, self._last_flush = [], time.perf_counter()
+
+
 def compute_utility(
     lm: LanguageModel,
     targets: Sequence[TextPair],
@@ -145,72 +309,53 @@ def compute_utility(
     then are in the cache.
     """
     config = config or ScoringConfig()
-    if config.mode == "sparse" and candidates is None:
-        raise ConfigError("sparse mode needs candidates (see neighbours.find_candidates)")
-    if not targets or not examples:
-        raise ConfigError("utility needs at least one target and one example")
     started = time.perf_counter()
-    n_t, n_e = len(targets), len(examples)
-    pair_t, pair_e = pair_lists(n_t, n_e, None if config.mode == "exact" else candidates)
-    scope = scope_key(lm.model_id, f"{config.template.hash}:r{config.max_response_tokens}")
-    t_hash = [t.hash for t in targets]
-    e_hash = [e.hash for e in examples]
-
-    base = np.full((n_t, 2), np.nan)
-    with_ex = np.full((len(pair_t), 2), np.nan)
+    work = plan_work(lm.model_id, targets, examples, config, candidates)
     if cache is not None:
-        stored_base = cache.load_baselines(scope, t_hash)
-        for i, h in enumerate(t_hash):
-            if h in stored_base:
-                base[i] = stored_base[h]
-        stored = cache.load_pairs(scope, e_hash, t_hash)
-        if stored:
-            for p, (i, j) in enumerate(zip(pair_t.tolist(), pair_e.tolist(), strict=True)):
-                value = stored.get((e_hash[j], t_hash[i]))
-                if value is not None:
-                    with_ex[p] = value
-    missing_base = np.flatnonzero(np.isnan(base[:, 0]))
-    missing_pairs = np.flatnonzero(np.isnan(with_ex[:, 0]))
-    reused_pairs = len(pair_t) - len(missing_pairs)
-    total = n_t + len(pair_t)
-    tracker = _Tracker(
-        total, total - len(missing_base) - len(missing_pairs), on_progress, should_cancel
+        load_cached(work, cache)
+    missing_base, missing_pairs = work.missing_baselines(), work.missing_pairs()
+    tracker = RunTracker(
+        work.total, work.total - len(missing_base) - len(missing_pairs), on_progress, should_cancel
     )
     tracker.report()
     log.info(
         "utility: %d targets x %d examples, %d pairs (%d cached), %d baselines to compute",
-        n_t, n_e, len(pair_t), reused_pairs, len(missing_base),
+        work.n_targets, work.n_examples, len(work.pair_t), len(work.pair_t) - len(missing_pairs),
+        len(missing_base),
     )  # fmt: skip
 
     if len(missing_base) or len(missing_pairs):
         plan = plan_prompts(
             lm.encode, config.template, targets, examples, config.max_response_tokens
         )
-        _score_baselines(lm, plan, config, missing_base, base, tracker, cache, scope, t_hash)
-        _score_pairs(
-            lm, plan, config, targets, examples, pair_t, pair_e, missing_pairs, with_ex, tracker,
-            cache, scope, t_hash, e_hash,
+        score_missing(
+            lm, plan, config, targets, examples, work.pair_t, work.pair_e, missing_base,
+            missing_pairs, StoreSink(work, tracker, cache),
         )  # fmt: skip
-
-    u_rms = (base[pair_t, 0] - with_ex[:, 0]).astype(np.float32)
-    u_logp = (with_ex[:, 1] - base[pair_t, 1]).astype(np.float32)
-    if config.mode == "exact":
-        rms = np.zeros((n_t, n_e), dtype=np.float32)
-        logprob = np.zeros((n_t, n_e), dtype=np.float32)
-        rms[pair_t, pair_e] = u_rms
-        logprob[pair_t, pair_e] = u_logp
-    else:
-        rms = sp.csr_matrix((u_rms, (pair_t, pair_e)), shape=(n_t, n_e), dtype=np.float32)
-        logprob = sp.csr_matrix((u_logp, (pair_t, pair_e)), shape=(n_t, n_e), dtype=np.float32)
-    return UtilityResult(
-        rms=rms,
-        logprob=logprob,
-        pairs_total=len(pair_t),
-        pairs_computed=len(missing_pairs),
-        pairs_reused=reused_pairs,
-        baselines_computed=len(missing_base),
-        seconds=time.perf_counter() - started,
+    return assemble_result(
+        work, len(missing_pairs), len(missing_base), time.perf_counter() - started
     )
+
+
+def score_missing(
+    lm: LanguageModel,
+    plan: PromptPlan,
+    config: ScoringConfig,
+    targets: Sequence[TextPair],
+    examples: Sequence[TextPair],
+    pair_t: np.ndarray,
+    pair_e: np.ndarray,
+    base_todo: np.ndarray,
+    pair_todo: np.ndarray,
+    sink: ScoreSink,
+) -> None:
+    """Score the baselines of targets `base_todo` and the pairs `pair_todo` (indices into
+    pair_t/pair_e, ascending), handing every batch to `sink`; the sink is flushed at the end."""
+    try:
+        _score_baselines(lm, plan, config, base_todo, sink)
+        _score_pairs(lm, plan, config, targets, examples, pair_t, pair_e, pair_todo, sink)
+    finally:
+        sink.flush()
 
 
 def _score_baselines(
@@ -218,22 +363,15 @@ def _score_baselines(
     plan: PromptPlan,
     config: ScoringConfig,
     todo: np.ndarray,
-    base: np.ndarray,
-    tracker: _Tracker,
-    cache: UtilityCache | None,
-    scope: str,
-    t_hash: list[str],
+    sink: ScoreSink,
 ) -> None:
     eos = lm.eos_id
     rows = [plan.baselines[i] + [eos] + plan.responses[i] + [eos] for i in todo]
     for batch in plan_batches([len(r) for r in rows], config.batch_size, config.max_batch_tokens):
-        tracker.check_cancel()
+        sink.check_cancel()
         idx = todo[batch]
         scores = score_rows(lm, [rows[b] for b in batch], [len(plan.baselines[i]) for i in idx])
-        base[idx, 0], base[idx, 1] = scores.rms, scores.logp
-        if cache is not None:
-            cache.store_baselines(scope, [t_hash[i] for i in idx], scores.rms, scores.logp)
-        tracker.advance(len(batch))
+        sink.add_baselines(idx, scores.rms, scores.logp)
 
 
 def _score_pairs(
@@ -245,79 +383,52 @@ def _score_pairs(
     pair_t: np.ndarray,
     pair_e: np.ndarray,
     todo: np.ndarray,
-    values: np.ndarray,
-    tracker: _Tracker,
-    cache: UtilityCache | None,
-    scope: str,
-    t_hash: list[str],
-    e_hash: list[str],
+    sink: ScoreSink,
 ) -> None:
     eos = lm.eos_id
-    pending: list[int] = []
-    last_flush = time.perf_counter()
-
-    def flush() -> None:
-        nonlocal pending, last_flush
-        if cache is not None and pending:
-            p = np.asarray(pending)
-            cache.store_pairs(
-                scope,
-                [e_hash[j] for j in pair_e[p]],
-                [t_hash[i] for i in pair_t[p]],
-                values[p, 0],
-                values[p, 1],
-            )
-        pending, last_flush = [], time.perf_counter()
 
     def run(batch_pairs: np.ndarray, rows: list[list[int]], ctx: list[int], prefix=None) -> None:
         scores = score_rows(lm, rows, ctx, prefix)
-        values[batch_pairs, 0], values[batch_pairs, 1] = scores.rms, scores.logp
-        pending.extend(batch_pairs.tolist())
-        tracker.advance(len(batch_pairs))
-        if time.perf_counter() - last_flush > _FLUSH_SECONDS:
-            flush()
+        sink.add_pairs(batch_pairs, scores.rms, scores.logp)
 
     joined: list[int] = []
-    try:
-        by_example = np.split(todo, np.flatnonzero(np.diff(pair_e[todo])) + 1) if len(todo) else []
-        for group in by_example:
-            j = int(pair_e[group[0]])
-            clean = [p for p in group if int(pair_t[p]) not in plan.joined_targets]
-            joined.extend(p for p in group if int(pair_t[p]) in plan.joined_targets)
-            if j in plan.joined_examples:
-                joined.extend(clean)
-                continue
-            if not clean:
-                continue
-            tracker.check_cancel()
-            prefix = encode_prefix(lm, plan.prefixes[j])
-            suffixes = [plan.queries[i] + [eos] + plan.responses[i] + [eos] for i in pair_t[clean]]
-            batches = plan_batches(
-                [len(s) for s in suffixes],
-                config.batch_size,
-                config.max_batch_tokens,
-                prefix.length,
+    by_example = np.split(todo, np.flatnonzero(np.diff(pair_e[todo])) + 1) if len(todo) else []
+    for group in by_example:
+        j = int(pair_e[group[0]])
+        clean = [p for p in group if int(pair_t[p]) not in plan.joined_targets]
+        joined.extend(p for p in group if int(pair_t[p]) in plan.joined_targets)
+        if j in plan.joined_examples:
+            joined.extend(clean)
+            continue
+        if not clean:
+            continue
+        sink.check_cancel()
+        prefix = encode_prefix(lm, plan.prefixes[j])
+        suffixes = [plan.queries[i] + [eos] + plan.responses[i] + [eos] for i in pair_t[clean]]
+        batches = plan_batches(
+            [len(s) for s in suffixes],
+            config.batch_size,
+            config.max_batch_tokens,
+            prefix.length,
+        )
+        for batch in batches:
+            sink.check_cancel()
+            run(
+                np.asarray(clean)[batch],
+                [suffixes[b] for b in batch],
+                [len(plan.queries[pair_t[clean[b]]]) for b in batch],
+                prefix,
             )
-            for batch in batches:
-                tracker.check_cancel()
-                run(
-                    np.asarray(clean)[batch],
-                    [suffixes[b] for b in batch],
-                    [len(plan.queries[pair_t[clean[b]]]) for b in batch],
-                    prefix,
-                )
-        # Pairs whose text does not split at the template boundary: whole-string tokens.
-        if joined:
-            rows, ctx = [], []
-            for p in joined:
-                i, j = int(pair_t[p]), int(pair_e[p])
-                head = lm.encode(with_example_text(config.template, targets[i], examples[j]))
-                rows.append(head + [eos] + plan.responses[i] + [eos])
-                ctx.append(len(head))
-            for batch in plan_batches(
-                [len(r) for r in rows], config.batch_size, config.max_batch_tokens
-            ):
-                tracker.check_cancel()
-                run(np.asarray(joined)[batch], [rows[b] for b in batch], [ctx[b] for b in batch])
-    finally:
-        flush()
+    # Pairs whose text does not split at the template boundary: whole-string tokens.
+    if joined:
+        rows, ctx = [], []
+        for p in joined:
+            i, j = int(pair_t[p]), int(pair_e[p])
+            head = lm.encode(with_example_text(config.template, targets[i], examples[j]))
+            rows.append(head + [eos] + plan.responses[i] + [eos])
+            ctx.append(len(head))
+        for batch in plan_batches(
+            [len(r) for r in rows], config.batch_size, config.max_batch_tokens
+        ):
+            sink.check_cancel()
+            run(np.asarray(joined)[batch], [rows[b] for b in batch], [ctx[b] for b in batch])

@@ -1,0 +1,440 @@
+"""Utility scoring on a Ray cluster (DESIGN.md §3, "beyond one machine").
+
+The driver plans a run exactly as `compute_utility` does (same pairs, same cache scope), reads
+the rows the cache already holds and splits the missing work into shards: blocks of whole
+examples (so each example's prefix still runs once) and blocks of baselines. A pool of Ray actors,
+each holding the model loaded once, scores shards and returns their rows; the driver writes every
+finished shard to the DuckDB cache at once, so a lost worker or an interrupted run loses at most
+the shards in flight. Workers never open the cache.
+
+    with RayScorer(ModelSpec("default", "cpu"), workers=2) as scorer:
+        result = scorer.compute(lm, targets, examples, config, cache=cache)
+
+`lm` on the driver only tokenises and names the cache scope; every worker must load the same
+model (checked by model id). Remote workers need `delift_core` installed where they run. Ray
+moves tasks and results between processes with pickle: use only a Ray cluster you trust.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from delift_core.cache import UtilityCache
+from delift_core.config import ScoringConfig
+from delift_core.errors import CancelledError, DeliftError, ModelError, ResourceError
+from delift_core.models import DEFAULT_LM, LanguageModel, load_causal_lm
+from delift_core.prompts import PromptPlan, TextPair, plan_prompts
+from delift_core.utility import (
+    CancelFn,
+    ProgressFn,
+    RunTracker,
+    StoreSink,
+    UtilityResult,
+    assemble_result,
+    load_cached,
+    plan_work,
+    score_missing,
+)
+
+# Ray would otherwise try to report usage over the network; the library stays offline.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+import ray  # noqa: E402  (after the environment above)
+
+log = logging.getLogger(__name__)
+
+# Shards a run is cut into per worker, at least: small enough to balance load and to lose
+# little on an interruption, large enough that per-task overhead does not matter.
+_SHARDS_PER_WORKER = 4
+_MAX_ROWS_PER_SHARD = 4096
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What each worker loads (picklable; the model itself never travels).
+
+    name and device as for `load_causal_lm`; tiny_seed set means the tiny random test model
+    of `delift_core.testing.build_tiny_lm(tiny_seed)` instead.
+    """
+
+    name: str = DEFAULT_LM
+    device: str = "auto"
+    tiny_seed: int | None = None
+
+
+def load_spec(spec: ModelSpec) -> LanguageModel:
+    """The model a spec names, loaded once per process."""
+    if spec.tiny_seed is not None:
+        from delift_core.testing import build_tiny_lm
+
+        return build_tiny_lm(spec.tiny_seed)
+    return load_causal_lm(spec.name, spec.device)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One task: baselines (k,) target indices and pairs (m,) pair indices, both ascending."""
+
+    baselines: np.ndarray
+    pairs: np.ndarray
+
+    @property
+    def rows(self) -> int:
+        return len(self.baselines) + len(self.pairs)
+
+
+@dataclass(frozen=True)
+class ShardScores:
+    """A finished shard: target indices (k,) with their baseline rms and logp (k,), and pair
+    indices (m,) with their with-example rms and logp (m,); float64 scores."""
+
+    baselines: np.ndarray
+    base_rms: np.ndarray
+    base_logp: np.ndarray
+    pairs: np.ndarray
+    pair_rms: np.ndarray
+    pair_logp: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Text:
+    """A record reduced to what scoring reads (records of any class pickle as this)."""
+
+    prompt: str
+    response: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class ScoringJob:
+    """Everything a worker needs for the shards of one run, shipped once per worker."""
+
+    plan: PromptPlan
+    config: ScoringConfig
+    targets: list[_Text]
+    examples: list[_Text]
+    pair_t: np.ndarray
+    pair_e: np.ndarray
+
+
+def plan_shards(
+    pair_e: np.ndarray, baselines: np.ndarray, pairs: np.ndarray, rows_per_shard: int
+) -> list[Shard]:
+    """Cut missing work into shards of about rows_per_shard rows.
+
+    Baselines go in blocks of rows_per_shard; pairs (ascending indices, so grouped by example)
+    in blocks of whole examples, closed once they reach rows_per_shard rows.
+    """
+    size = max(1, rows_per_shard)
+    empty = np.zeros(0, dtype=np.int64)
+    shards = [
+        Shard(np.asarray(baselines[s : s + size], dtype=np.int64), empty)
+        for s in range(0, len(baselines), size)
+    ]
+    if len(pairs):
+        groups = np.split(pairs, np.flatnonzero(np.diff(pair_e[pairs])) + 1)
+        block: list[np.ndarray] = []
+        rows = 0
+        for group in groups:
+            block.append(group)
+            rows += len(group)
+            if rows >= size:
+                shards.append(Shard(empty, np.concatenate(block).astype(np.int64)))
+                block, rows = [], 0
+        if block:
+            shards.append(Shard(empty, np.concatenate(block).astype(np.int64)))
+    return shards
+
+
+class _Collector:
+    """A ScoreSink that keeps rows in memory (on a worker: no cache, no progress)."""
+
+    def __init__(self) -> None:
+        self.base: list[tuple[np.ndarray, ...]] = []
+        self.pairs: list[tuple[np.ndarray, ...]] = []
+
+    def check_cancel(self) -> None:
+        """Workers never cancel themselves; the driver cancels their tasks."""
+
+    def add_baselines(self, targets: np.ndarray, rms: np.ndarray, logp: np.ndarray) -> None:
+        self.base.append((np.asarray(targets, dtype=np.int64), rms, logp))
+
+    def add_pairs(self, pairs: np.ndarray, rms: np.ndarray, logp: np.ndarray) -> None:
+        self.pairs.append((np.asarray(pairs, dtype=np.int64), rms, logp))
+
+    def flush(self) -> None:
+        """Rows are returned with the shard, not written anywhere."""
+
+    def result(self) -> ShardScores:
+        def join(parts: list[tuple[np.ndarray, ...]]) -> list[np.ndarray]:
+            if not parts:
+                return [np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0)]
+            return [np.concatenate(col) for col in zip(*parts, strict=True)]
+
+        return ShardScores(*join(self.base), *join(self.pairs))
+
+
+def score_shard(lm: LanguageModel, job: ScoringJob, shard: Shard) -> ShardScores:
+    """Score one shard with the engine of `compute_utility` (what a worker runs)."""
+    sink = _Collector()
+    score_missing(
+        lm, job.plan, job.config, job.targets, job.examples, job.pair_t, job.pair_e,
+        shard.baselines, shard.pairs, sink,
+    )  # fmt: skip
+    return sink.result()
+
+
+@ray.remote(max_restarts=2, max_task_retries=2)
+class ScoringWorker:
+    """A Ray actor holding one model; a restarted actor reloads it and retried shards rerun."""
+
+    def __init__(self, spec: ModelSpec, threads: int | None = None) -> None:
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
+        self.lm = load_spec(spec)
+        self._job: ScoringJob | None = None
+        self._job_key = ""
+
+    def model_id(self) -> str:
+        return self.lm.model_id
+
+    def score(self, job_box: list[Any], shard: Shard) -> ShardScores:
+        # The job arrives as a reference inside a list, so it is fetched once per run, not per shard.
+        ref = job_box[0]
+        if ref.hex() != self._job_key:
+            self._job, self._job_key = ray.get(ref), ref.hex()
+        assert self._job is not None
+        return score_shard(self.lm, self._job, shard)
+
+
+def start_ray(workers: int, address: str | None = None) -> bool:
+    """Connect to Ray: the cluster at `address`, else a local one with `workers` CPUs.
+
+    Returns True when this call started Ray (then the caller shuts it down).
+    """
+    if ray.is_initialized():
+        return False
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False, ignore_reinit_error=True)
+        else:
+            ray.init(
+                num_cpus=workers,
+                include_dashboard=False,
+                log_to_driver=False,
+                ignore_reinit_error=True,
+            )
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
+        raise ResourceError(f"cannot start or reach {where}: {exc}") from exc
+    return True
+
+
+class RayScorer:
+    """A pool of `workers` Ray actors, each with the model of `spec` loaded once.
+
+    address: a running Ray cluster (default: start a local one with `workers` CPUs).
+    threads: torch threads per worker (default on a local CPU cluster: this machine's cores /
+    workers, so that workers sharing it do not oversubscribe it). gpus: GPUs per worker (default
+    with a CUDA device: the cluster's GPUs shared among the workers, at most 1 each; else 0).
+    rows_per_shard: default from the run size.
+    `compute` has the signature of `compute_utility`, so it can serve as score_stage's compute.
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        workers: int = 2,
+        *,
+        address: str | None = None,
+        threads: int | None = None,
+        gpus: float | None = None,
+        rows_per_shard: int | None = None,
+        poll_seconds: float = 0.2,
+        startup_timeout_s: float = 600.0,
+    ) -> None:
+        if workers < 1:
+            raise ResourceError(f"workers must be at least 1; got {workers}")
+        self.spec, self.workers, self.address = spec, workers, address
+        self.threads, self.gpus, self.rows_per_shard = threads, gpus, rows_per_shard
+        self.poll_seconds, self.startup_timeout_s = poll_seconds, startup_timeout_s
+        self._actors: list[Any] = []
+        self._model_id = ""
+        self._owns_ray = start_ray(workers, address)
+        try:
+            self._start_actors()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start_actors(self) -> None:
+        gpus = self.gpus
+        if gpus is None:
+            gpus = 0.0
+            if self.spec.device.startswith("cuda"):
+                total = float(ray.cluster_resources().get("GPU", 0.0))
+                if total <= 0:
+                    raise ResourceError("CUDA was asked for but the Ray cluster has no GPUs")
+                gpus = min(1.0, total / self.workers)  # several workers may share a GPU
+        threads = self.threads
+        if threads is None and gpus == 0 and not self.address:
+            threads = max(1, (os.cpu_count() or 1) // self.workers)
+        actor = ScoringWorker.options(num_cpus=1, num_gpus=gpus)
+        self._actors = [actor.remote(self.spec, threads) for _ in range(self.workers)]
+        try:
+            ids = ray.get(
+                [a.model_id.remote() for a in self._actors], timeout=self.startup_timeout_s
+            )
+        except ray.exceptions.GetTimeoutError:
+            raise ResourceError(
+                f"{self.workers} Ray workers did not start within {self.startup_timeout_s:.0f} s; "
+                "the cluster may lack the CPUs or GPUs asked for (lower --workers)"
+            ) from None
+        except DeliftError:
+            raise
+        except ray.exceptions.RayError as exc:
+            raise ModelError(f"a Ray worker could not load the model: {exc}") from exc
+        if len(set(ids)) != 1:
+            raise ModelError(f"Ray workers loaded different models: {sorted(set(ids))}")
+        self._model_id = ids[0]
+        log.info("started %d Ray workers with %s", self.workers, self._model_id)
+
+    def close(self) -> None:
+        """Stop the workers, and Ray itself when this pool started it."""
+        for actor in self._actors:
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:  # an actor already gone needs no stopping
+                log.debug("Ray actor already stopped", exc_info=True)
+        self._actors = []
+        if self._owns_ray:
+            ray.shutdown()
+            self._owns_ray = False
+
+    def __enter__(self) -> RayScorer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def compute(
+        self,
+        lm: LanguageModel,
+        targets: Sequence[TextPair],
+        examples: Sequence[TextPair],
+        config: ScoringConfig | None = None,
+        *,
+        candidates: Sequence[Sequence[int]] | None = None,
+        cache: UtilityCache | None = None,
+        on_progress: ProgressFn | None = None,
+        should_cancel: CancelFn | None = None,
+    ) -> UtilityResult:
+        """As `compute_utility`, on the workers. Cancellation is checked while shards run;
+        queued shards are then cancelled and finished ones are in the cache."""
+        config = config or ScoringConfig()
+        if not self._actors:
+            raise ResourceError("this Ray scorer is closed")
+        if lm.model_id != self._model_id:
+            raise ModelError(
+                f"the driver's model {lm.model_id} differs from the workers' {self._model_id}"
+            )
+        started = time.perf_counter()
+        work = plan_work(lm.model_id, targets, examples, config, candidates)
+        if cache is not None:
+            load_cached(work, cache)
+        missing_base, missing_pairs = work.missing_baselines(), work.missing_pairs()
+        missing = len(missing_base) + len(missing_pairs)
+        tracker = RunTracker(work.total, work.total - missing, on_progress, should_cancel)
+        tracker.report()
+        if missing:
+            plan = plan_prompts(
+                lm.encode, config.template, targets, examples, config.max_response_tokens
+            )
+            job = ScoringJob(
+                plan, config, [_Text(t.prompt, t.response, t.hash) for t in targets],
+                [_Text(e.prompt, e.response, e.hash) for e in examples], work.pair_t, work.pair_e,
+            )  # fmt: skip
+            size = self.rows_per_shard or min(
+                _MAX_ROWS_PER_SHARD, math.ceil(missing / (_SHARDS_PER_WORKER * self.workers))
+            )
+            shards = plan_shards(work.pair_e, missing_base, missing_pairs, size)
+            log.info(
+                "utility on Ray: %d rows to compute (%d cached) in %d shards on %d workers",
+                missing, work.total - missing, len(shards), self.workers,
+            )  # fmt: skip
+            self._run(ray.put(job), shards, StoreSink(work, tracker, cache))
+        return assemble_result(
+            work, len(missing_pairs), len(missing_base), time.perf_counter() - started
+        )
+
+    def _run(self, job_ref: Any, shards: list[Shard], sink: StoreSink) -> None:
+        """Keep every worker two shards deep; store each shard as it finishes."""
+        queue = deque(shards)
+        pending: dict[Any, Any] = {}
+
+        def submit(actor: Any) -> None:
+            if queue:
+                pending[actor.score.remote([job_ref], queue.popleft())] = actor
+
+        for actor in self._actors:
+            submit(actor)
+            submit(actor)
+        try:
+            while pending:
+                sink.check_cancel()
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=self.poll_seconds)
+                for ref in ready:
+                    actor = pending.pop(ref)
+                    _store(_fetch(ref), sink)
+                    submit(actor)
+        except CancelledError:
+            # Keep what already finished, then drop the rest.
+            ready = (
+                ray.wait(list(pending), num_returns=len(pending), timeout=0)[0] if pending else []
+            )
+            for ref in ready:
+                pending.pop(ref)
+                try:
+                    _store(_fetch(ref), sink)
+                except DeliftError:
+                    log.debug("a finished shard failed during cancellation", exc_info=True)
+            raise
+        finally:
+            for ref in pending:
+                try:
+                    ray.cancel(ref)
+                except Exception:  # best effort: a finished task needs none
+                    log.debug("cannot cancel a Ray task", exc_info=True)
+
+
+def _fetch(ref: Any) -> ShardScores:
+    try:
+        return ray.get(ref)
+    except DeliftError:  # raised on the worker; Ray re-raises it as an instance of its class
+        raise
+    except ray.exceptions.RayActorError as exc:
+        raise ResourceError(
+            "a Ray worker was lost and could not be restarted; finished shards are kept in "
+            f"the cache, so running again resumes ({exc})"
+        ) from exc
+    except ray.exceptions.RayError as exc:
+        raise ModelError(f"a Ray worker failed while scoring: {exc}") from exc
+
+
+def _store(scores: ShardScores, sink: StoreSink) -> None:
+    if len(scores.baselines):
+        sink.add_baselines(scores.baselines, scores.base_rms, scores.base_logp)
+    if len(scores.pairs):
+        sink.add_pairs(scores.pairs, scores.pair_rms, scores.pair_logp)
+    sink.flush()
