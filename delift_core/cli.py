@@ -55,8 +55,16 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--embedder", default="default", help="'default' (all-MiniLM-L6-v2) or a local folder"
     )
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-batch-tokens", type=int, default=8192)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        help="rows per forward batch (default 32; on CUDA sized from free memory)",
+    )
+    parser.add_argument(
+        "--max-batch-tokens",
+        type=int,
+        help="padded tokens per batch (default 8192; on CUDA sized from free memory)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.add_argument(
         "--cache", help="cache file (default: $DELIFT_CACHE or ~/.cache/delift/cache.duckdb)"

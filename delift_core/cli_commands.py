@@ -56,7 +56,31 @@ def load_inputs(args: argparse.Namespace) -> Inputs:
 
 def scoring_config(args: argparse.Namespace) -> ScoringConfig:
     return ScoringConfig(
-        mode=args.mode, k=args.k, batch_size=args.batch_size, max_batch_tokens=args.max_batch_tokens
+        mode=args.mode,
+        k=args.k,
+        batch_size=args.batch_size or ScoringConfig.batch_size,
+        max_batch_tokens=args.max_batch_tokens or ScoringConfig.max_batch_tokens,
+    )
+
+
+def fit_batches_to_device(
+    args: argparse.Namespace, config: ScoringConfig, lm: Any
+) -> ScoringConfig:
+    """On CUDA, batch limits not given on the command line are sized from free GPU memory."""
+    if not lm.device.startswith("cuda") or (args.batch_size and args.max_batch_tokens):
+        return config
+    import dataclasses
+
+    import torch
+
+    from delift_core.resources import suggest_batch_limits
+
+    free, _ = torch.cuda.mem_get_info()
+    batch, tokens = suggest_batch_limits(lm.model.config, free)
+    return dataclasses.replace(
+        config,
+        batch_size=args.batch_size or batch,
+        max_batch_tokens=args.max_batch_tokens or tokens,
     )
 
 
@@ -93,6 +117,7 @@ def compute_stage(
     )  # fmt: skip
     check_fits(estimate, config.mode)
     lm = load_causal_lm(args.model, args.device)
+    config = fit_batches_to_device(args, config, lm)
     embedder = None
     if config.mode == "sparse":
         embedder = Embedder(load_embedder(args.embedder, args.device), embedder_id(args.embedder))
@@ -119,6 +144,7 @@ def compute_stage(
     info = {
         "model": {"name": args.model, "id": lm.model_id, "device": lm.device, "dtype": lm.dtype},
         "embedder": embedder.key if embedder else None,
+        "batching": {"batch_size": config.batch_size, "max_batch_tokens": config.max_batch_tokens},
         "cache": str(cache.path),
     }
     return utilities, info

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from delift_core.errors import ResourceError
 
@@ -77,3 +78,24 @@ def check_fits(estimate: RunEstimate, mode: str, memory: int | None = None) -> N
             f"{estimate.pairs:,} pairs need about {estimate.memory_bytes / 2**30:.1f} GiB, more "
             f"than this machine can spare ({memory / 2**30:.1f} GiB available); {hint}"
         )
+
+
+def suggest_batch_limits(config: Any, free_bytes: int, dtype_bytes: int = 2) -> tuple[int, int]:
+    """(batch_size, max_batch_tokens) that fill about half of `free_bytes` of GPU memory.
+
+    config: a transformers model config. Per padded token a batch holds, for every layer, its key
+    and value cache, plus one layer's activations at a time (hidden and MLP widths).
+    """
+    layers = config.num_hidden_layers
+    heads = config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    per_token = dtype_bytes * (
+        2 * layers * kv_heads * head_dim  # KV cache of every layer
+        + 2 * heads * head_dim  # keys and values repeated to all heads in the current layer
+        + 12 * config.hidden_size
+        + 3 * config.intermediate_size
+    )
+    tokens = int(0.5 * free_bytes / per_token)
+    tokens = max(1024, min(tokens, 1 << 20))
+    return max(32, min(1024, tokens // 256)), tokens

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from delift_core.errors import ResourceError
-from delift_core.resources import BYTES_PER_PAIR, available_memory, check_fits, estimate_run
+from delift_core.resources import (
+    BYTES_PER_PAIR,
+    available_memory,
+    check_fits,
+    estimate_run,
+    suggest_batch_limits,
+)
 
 
 def test_exact_and_sparse_pair_counts():
@@ -24,3 +30,19 @@ def test_guard_refuses_dense_beyond_memory_and_suggests_sparse():
         check_fits(big, "exact", memory=24 * 2**30)
     check_fits(estimate_run(100_000, "sparse", 8), "sparse", memory=24 * 2**30)
     assert available_memory() > 0
+
+
+def test_gpu_batch_limits_grow_with_free_memory():
+    from transformers import LlamaConfig
+
+    config = LlamaConfig(
+        hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+        num_attention_heads=9, num_key_value_heads=3,
+    )  # fmt: skip
+    small = suggest_batch_limits(config, 8 * 2**30)
+    large = suggest_batch_limits(config, 120 * 2**30)
+    assert small[1] < large[1] and small[0] <= large[0]
+    assert 32 <= small[0] <= 1024 and large[1] <= 1 << 20
+    # Half of the free memory at most, by the per-token estimate.
+    per_token = 2 * (2 * 30 * 3 * 64 + 2 * 9 * 64 + 12 * 576 + 3 * 1536)
+    assert small[1] * per_token <= 0.5 * 8 * 2**30
