@@ -17,8 +17,26 @@ DISCARDED_COLOR = "#b8c0cc"
 PALETTE = ("#1f77b4", "#e4572e", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b")
 
 
+# Above this many points per trace, a seeded random sample is drawn (the legend says so).
+MAX_POINTS_PER_TRACE = 50_000
+# Above this many points, hover shows only the sample number; its text comes on click.
+HOVER_TEXT_UP_TO = 20_000
+
+
 def _scatter(n: int) -> type:
     return go.Scattergl if n > WEBGL_ABOVE else go.Scatter
+
+
+def thin(idx: np.ndarray, limit: int = MAX_POINTS_PER_TRACE) -> np.ndarray:
+    """At most `limit` of the indices, a seeded random sample kept in index order."""
+    if len(idx) <= limit:
+        return idx
+    keep = np.random.default_rng(0).choice(len(idx), limit, replace=False)
+    return idx[np.sort(keep)]
+
+
+def _label(name: str, shown: int, total: int) -> str:
+    return f"{name} ({total:,})" if shown == total else f"{name} ({shown:,} of {total:,} shown)"
 
 
 def shorten(text: str, limit: int = 80) -> str:
@@ -61,23 +79,28 @@ def selection_map(
         ("discarded", ~chosen, DISCARDED_COLOR, 6),
         ("selected", chosen, SELECTED_COLOR, 8),
     ):
-        idx = np.flatnonzero(mask)
+        every = np.flatnonzero(mask)
+        idx = thin(every)
         traces.append(idx)
-        text = [
-            f"{hover[i]}<br>rank {rank[i] + 1 if rank[i] >= 0 else '–'}"
-            + (f" · gain {gain[i]:.4f}" if np.isfinite(gain[i]) else "")
-            for i in idx
-        ]
+        if n <= HOVER_TEXT_UP_TO:
+            text = [
+                f"{hover[i]}<br>rank {rank[i] + 1 if rank[i] >= 0 else '–'}"
+                + (f" · gain {gain[i]:.4f}" if np.isfinite(gain[i]) else "")
+                for i in idx
+            ]
+            template = "%{text}<extra></extra>"
+        else:
+            text, template = None, "sample #%{customdata}<extra></extra>"
         fig.add_trace(
             scatter(
                 x=coords[idx, 0],
                 y=coords[idx, 1],
                 mode="markers",
-                name=f"{name} ({len(idx):,})",
+                name=_label(name, len(idx), len(every)),
                 marker={"color": color, "size": size, "line": {"width": 0}},
                 customdata=idx,
                 text=text,
-                hovertemplate="%{text}<extra></extra>",
+                hovertemplate=template,
             )
         )
     _style_map(fig)
@@ -90,35 +113,44 @@ def compare_map(
     """The pool in grey with each named selection overlaid in its own colour."""
     n = coords.shape[0]
     scatter = _scatter(n)
+    with_text = n <= HOVER_TEXT_UP_TO
     fig = go.Figure()
+    every = np.arange(n)
+    shown = thin(every)
     fig.add_trace(
         scatter(
-            x=coords[:, 0],
-            y=coords[:, 1],
+            x=coords[shown, 0],
+            y=coords[shown, 1],
             mode="markers",
-            name="pool",
+            name=_label("pool", len(shown), n),
             marker={"color": DISCARDED_COLOR, "size": 5},
-            text=list(hover),
-            hovertemplate="%{text}<extra></extra>",
+            customdata=shown,
+            text=[hover[i] for i in shown] if with_text else None,
+            hovertemplate="%{text}<extra></extra>" if with_text else "sample #%{customdata}",
         )
     )
     symbols = ("circle-open", "diamond-open", "square-open", "triangle-up-open", "x-thin-open")
-    for g, (name, idx) in enumerate(groups.items()):
-        idx = np.asarray(idx, dtype=np.int64)
+    for g, (name, members) in enumerate(groups.items()):
+        members = np.asarray(members, dtype=np.int64)
+        idx = thin(members)
         fig.add_trace(
             scatter(
                 x=coords[idx, 0],
                 y=coords[idx, 1],
                 mode="markers",
-                name=f"{html.escape(name)} ({len(idx):,})",
+                name=_label(html.escape(name), len(idx), len(members)),
                 marker={
                     "color": PALETTE[g % len(PALETTE)],
                     "size": 10,
                     "symbol": symbols[g % len(symbols)],
                     "line": {"width": 2},
                 },
-                text=[hover[i] for i in idx],
-                hovertemplate="%{text}<extra>" + html.escape(name) + "</extra>",
+                customdata=idx,
+                text=[hover[i] for i in idx] if with_text else None,
+                hovertemplate=("%{text}" if with_text else "sample #%{customdata}")
+                + "<extra>"
+                + html.escape(name)
+                + "</extra>",
             )
         )
     _style_map(fig)
