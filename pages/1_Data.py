@@ -22,6 +22,7 @@ st.caption(
 
 SOURCES = {"demo": "Demo set", "upload": "Upload a file", "path": "Local path"}
 PREVIEW_ROWS = 100
+LOADED_MESSAGE = "data_loaded_message"  # shown once, after the rerun that follows a load
 
 role = st.radio(
     "Load as", state.ROLES, format_func=state.ROLE_LABELS.get, horizontal=True, key="data_role"
@@ -92,7 +93,10 @@ if st.button("Load data", type="primary", key="data_load"):
         st.error(f"Could not load the data: {layout.escape_md(exc)}")
     else:
         state.set_handle(role, registry.make_handle(spec, ds))
-        st.success(f"Loaded {len(ds):,} rows as the {role}.")
+        st.session_state[LOADED_MESSAGE] = f"Loaded {len(ds):,} rows as the {role}."
+        st.rerun()  # the sidebar, drawn before the button, must show the new data
+if LOADED_MESSAGE in st.session_state:
+    st.success(st.session_state.pop(LOADED_MESSAGE))
 
 
 def _preview(ds: Dataset) -> pd.DataFrame:

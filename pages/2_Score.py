@@ -180,8 +180,12 @@ def _finished_table(jobs: list[JobState]) -> pd.DataFrame:
     )
 
 
+def _signature(jobs: list[JobState]) -> tuple[tuple[str, str], ...]:
+    return tuple((j.id, j.state) for j in jobs)
+
+
 @st.fragment(run_every=1.0 if active_jobs else None)
-def jobs_panel(was_active: bool) -> None:
+def jobs_panel(was_active: tuple[tuple[str, str], ...]) -> None:
     jobs = manager.list_jobs()
     active = [j for j in jobs if j.active]
     st.subheader("Jobs")
@@ -198,12 +202,18 @@ def jobs_panel(was_active: bool) -> None:
             st.page_link("pages/3_Select.py", label="Go to Select", icon=":material/filter_alt:")
         elif latest_score is not None and latest_score.state == "failed":
             st.error(f"Scoring failed: {layout.escape_md(latest_score.error)}")
+        elif latest_score is not None and latest_score.state == "cancelled":
+            st.info(
+                f"Scoring job {latest_score.id} was cancelled. Rows it finished are kept in the "
+                "cache: start the same run again to resume."
+            )
         st.dataframe(_finished_table(finished), hide_index=True, key="score_jobs_table")
-    if was_active and not active:
-        st.rerun()  # refresh the whole page (estimate, buttons) once the work is done
+    if _signature(active) != was_active:
+        # A job started or ended: refresh the whole page (estimate, buttons, sidebar).
+        st.rerun()
 
 
-jobs_panel(bool(active_jobs))
+jobs_panel(_signature(active_jobs))
 
 
 def _describe_run(run: dict[str, Any]) -> str:
