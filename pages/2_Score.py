@@ -132,7 +132,7 @@ if st.button(
         st.success(f"Scoring queued (job {job_id}). You can keep using the other pages.")
         active_jobs = manager.list_jobs(active_only=True)
 if duplicate:
-    st.caption("This exact run is already queued or running.")
+    st.caption("The same run is already queued or running.")
 
 
 def _progress_text(job: JobState) -> str:

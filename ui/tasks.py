@@ -112,7 +112,10 @@ def run_score(
 
         def on_progress(phase: str, p: Progress) -> None:
             label = PHASE_LABELS.get(phase, phase)
-            ctx.report(label, p.done, p.total, p.eta_s, f"{p.reused:,} passes reused from cache")
+            ctx.report(
+                label, p.done, p.total, p.eta_s,
+                f"{p.reused:,} passes reused from cache" if p.reused else "",
+            )  # fmt: skip
 
         started = time.perf_counter()
         utilities = score_stage(
