@@ -95,7 +95,10 @@ class ProgressBar:
 
         bar = self._bars.get(phase)
         if bar is None:
-            bar = tqdm(total=p.total, desc=f"scoring {phase}", unit="pass", file=sys.stderr)
+            # Passes reused from the cache count from the start.
+            bar = tqdm(
+                total=p.total, initial=p.done, desc=f"scoring {phase}", unit="pass", file=sys.stderr
+            )
             self._bars[phase] = bar
         bar.update(p.done - bar.n)
 
