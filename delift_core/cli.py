@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument(
         "--annotate", action="store_true", help="add _delift: {rank, gain, method, stage}"
     )
+    from delift_core.cli_eval import add_eval_parser
+
+    add_eval_parser(sub)
     return parser
 
 

@@ -333,3 +333,12 @@ def embed_inputs(args: argparse.Namespace, inputs: Inputs) -> tuple[dict[str, An
 
 
 COMMANDS["select"] = cmd_select
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from delift_core.cli_eval import cmd_eval
+
+    return cmd_eval(args)
+
+
+COMMANDS["eval"] = _run_eval
