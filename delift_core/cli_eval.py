@@ -133,13 +133,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     check_methods(methods, stage)
     if "random" in methods and not args.seeds:
         raise ConfigError("--seeds must name at least one seed for method 'random'")
+    scoring = scoring_config(args)
     evaluation = EvalConfig(
         shots=args.shots, max_new_tokens=args.max_new_tokens,
         max_prompt_tokens=args.max_prompt_tokens, max_answer_tokens=args.max_answer_tokens,
-        generate_limit=args.generate, batch_size=args.batch_size,
-        max_batch_tokens=args.max_batch_tokens,
+        generate_limit=args.generate, batch_size=scoring.batch_size,
+        max_batch_tokens=scoring.max_batch_tokens,
     )  # fmt: skip
-    scoring = scoring_config(args)
     inputs = load_inputs(args)
     test = load_dataset(args.test, field_map=_field_map(args.field), limit=args.test_limit)
     for warning in test.warnings:
