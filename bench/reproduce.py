@@ -75,8 +75,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--stage", choices=["all", *STAGE_FILES], default="all")
     p.add_argument("--datasets", default=default_data, help="folder of the *.jsonl files")
-    p.add_argument("--pool", type=int, default=300, help="pool rows (continual: new rows)")
-    p.add_argument("--continual-pool", type=int, help="new rows in continual (default --pool)")
+    p.add_argument("--pool", type=int, default=300, help="pool rows (instruction, task)")
+    p.add_argument("--continual-pool", type=int, default=200, help="new rows (continual stage)")
     p.add_argument("--targets", type=int, default=50, help="target rows (task stage)")
     p.add_argument("--existing", type=int, default=200, help="existing rows (continual stage)")
     p.add_argument("--test", type=int, default=100, help="test rows per stage")
@@ -120,7 +120,7 @@ def read_rows(path: Path, limit: int) -> tuple[Any, ...]:
 
 def load_stage(args: argparse.Namespace, stage: str) -> StageData:
     files = STAGE_FILES[stage]
-    pool_rows = args.continual_pool or args.pool if stage == "continual" else args.pool
+    pool_rows = args.continual_pool if stage == "continual" else args.pool
     sizes = {"pool": pool_rows, "targets": args.targets, "existing": args.existing}
     sizes["test"] = args.test
     sets = {
@@ -235,7 +235,7 @@ def render_stage(stage: str, record: dict[str, Any]) -> str:
             lines.append(f"| {LABELS.get(label, label)} | " + " | ".join(cells) + f" | {fmt(vs)} |")
     diag = record.get("diagnostics")
     if diag:
-        lines += ["", "Checks: " + json.dumps(diag, sort_keys=True)]
+        lines += ["", "Checks (see 'What was checked'): `" + json.dumps(diag, sort_keys=True) + "`"]
     return "\n".join(lines) + "\n"
 
 

@@ -18,6 +18,11 @@ import numpy as np
 import scipy.sparse as sp
 
 
+# mkstemp creates owner-only files; finished files get the usual permissions (umask applied).
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     return write_chunks_atomic(path, [data])
 
@@ -33,6 +38,7 @@ def write_chunks_atomic(path: str | os.PathLike, chunks: Iterable[bytes]) -> Pat
                 handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -99,3 +99,13 @@ def test_confined_path_refuses_symlink_escape(tmp_path):
     with pytest.raises(ConfigError):
         confined_path(folder, "link/x.jsonl")
     assert confined_path(folder, "ok.jsonl") == (folder / "ok.jsonl").resolve()
+
+
+def test_exported_files_get_the_usual_permissions(tmp_path, records):
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    paths = export_subset(tmp_path / "s.jsonl", subset_rows(records, [0], "alpaca"), {})
+    for path in (paths.jsonl, paths.manifest):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask
