@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-
 # mkstemp creates owner-only files; finished files get the usual permissions (umask applied).
 _UMASK = os.umask(0)
 os.umask(_UMASK)
