@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 
 from delift_core.cache import UtilityCache, default_cache_path  # noqa: E402
 from delift_core.config import ScoringConfig  # noqa: E402
-from delift_core.data import dataset_from_rows  # noqa: E402
+from delift_core.data import load_dataset  # noqa: E402
 from delift_core.eval_compare import (  # noqa: E402
     DEFAULT_METHODS,
     StageData,
@@ -105,17 +105,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def read_rows(path: Path, limit: int) -> tuple[Any, ...]:
-    """The first `limit` rows with a non-empty instruction and output (a few P3 rows have an
-    empty output, which the loader rightly refuses), validated like any dataset."""
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            row = json.loads(line)
-            if str(row.get("instruction", "")).strip() and str(row.get("output", "")).strip():
-                rows.append(row)
-            if len(rows) == limit:
-                break
-    return dataset_from_rows(rows, source=str(path)).records
+    """The first `limit` valid rows; invalid ones (a few P3 rows have an empty output) are
+    skipped with a logged warning."""
+    return load_dataset(path, limit=limit, skip_invalid=True).records
 
 
 def load_stage(args: argparse.Namespace, stage: str) -> StageData:

@@ -44,6 +44,10 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--existing", help="existing set (continual stage)")
     parser.add_argument("--existing-limit", type=int, help="use only the first N existing rows")
     parser.add_argument(
+        "--skip-invalid", action="store_true",
+        help="leave out invalid records (e.g. an empty output) with a warning instead of stopping",
+    )  # fmt: skip
+    parser.add_argument(
         "--field", action="append", metavar="CANONICAL=SOURCE",
         help="map a source field, e.g. --field instruction=question (repeatable)",
     )  # fmt: skip

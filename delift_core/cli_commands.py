@@ -41,7 +41,7 @@ def load_inputs(args: argparse.Namespace) -> Inputs:
     def load(path: str | None, limit: int | None) -> Dataset | None:
         if path is None:
             return None
-        return load_dataset(path, field_map=fields, limit=limit)
+        return load_dataset(path, field_map=fields, limit=limit, skip_invalid=args.skip_invalid)
 
     inputs = Inputs(
         load(args.data, args.limit),

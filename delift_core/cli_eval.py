@@ -141,7 +141,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         max_batch_tokens=scoring.max_batch_tokens,
     )  # fmt: skip
     inputs = load_inputs(args)
-    test = load_dataset(args.test, field_map=_field_map(args.field), limit=args.test_limit)
+    test = load_dataset(
+        args.test, field_map=_field_map(args.field), limit=args.test_limit,
+        skip_invalid=args.skip_invalid,
+    )  # fmt: skip
     for warning in test.warnings:
         print(f"delift: warning: {warning}", file=sys.stderr)
     data = StageData(

@@ -154,8 +154,14 @@ def load_dataset(
     *,
     field_map: Mapping[str, str] | None = None,
     limit: int | None = None,
+    skip_invalid: bool = False,
 ) -> Dataset:
-    """Read and validate a file or HF dataset folder; keep the first `limit` records if given."""
+    """Read and validate a file or HF dataset folder; keep the first `limit` records if given.
+
+    With skip_invalid, records that fail validation (an empty output, a wrong type...) are left
+    out with one warning per kind of problem naming the first such line and the count; the file
+    itself must still be readable, and `limit` counts the records kept.
+    """
     label = os.fspath(path)
     names = _check_options(field_map, limit)
     try:
@@ -169,18 +175,21 @@ def load_dataset(
     if target.is_dir():
         files = find_arrow_files(target, label)
         _check_size(sum(f.stat().st_size for f in files), label)
-        return _build(label, "hf", read_arrow_rows(files), names, limit, notes)
+        rows = read_arrow_rows(files)
+        return _build(label, "hf", rows, names, limit, notes, skip_invalid)
     fmt = detect_format(target.name, label)
     if not target.is_file():
         raise DataError("is not a regular file", path=label)
     _check_size(target.stat().st_size, label)
     if fmt == "parquet":
-        return _build(label, fmt, read_parquet_rows(str(target), label), names, limit, notes)
+        rows = read_parquet_rows(str(target), label)
+        return _build(label, fmt, rows, names, limit, notes, skip_invalid)
     try:
         data = target.read_bytes()
     except OSError as exc:
         raise DataError(f"cannot be read ({exc.strerror or exc})", path=label) from None
-    return _build(label, fmt, read_text_rows(data, fmt, label, notes), names, limit, notes)
+    rows = read_text_rows(data, fmt, label, notes)
+    return _build(label, fmt, rows, names, limit, notes, skip_invalid)
 
 
 def load_bytes(
@@ -189,16 +198,22 @@ def load_bytes(
     *,
     field_map: Mapping[str, str] | None = None,
     limit: int | None = None,
+    skip_invalid: bool = False,
 ) -> Dataset:
-    """Read an uploaded file's bytes; the format comes from `name`, the path is "<upload:name>"."""
+    """Read an uploaded file's bytes; the format comes from `name`, the path is "<upload:name>".
+
+    skip_invalid as in load_dataset.
+    """
     label = f"<upload:{name}>"
     names = _check_options(field_map, limit)
     fmt = detect_format(name, label)
     _check_size(len(data), label)
     notes = Notes(label)
     if fmt == "parquet":
-        return _build(label, fmt, read_parquet_rows(io.BytesIO(data), label), names, limit, notes)
-    return _build(label, fmt, read_text_rows(data, fmt, label, notes), names, limit, notes)
+        rows = read_parquet_rows(io.BytesIO(data), label)
+    else:
+        rows = read_text_rows(data, fmt, label, notes)
+    return _build(label, fmt, rows, names, limit, notes, skip_invalid)
 
 
 def dataset_from_rows(
@@ -269,22 +284,36 @@ def _build(
     names: dict | None,
     limit: int | None,
     notes: Notes,
+    skip_invalid: bool = False,
 ) -> Dataset:
     schema: str | None = None
     items: list[tuple[int, tuple[str, str, str], Mapping[str, Any]]] = []
+    skipped = 0
     for line, raw in rows:
-        if not isinstance(raw, Mapping):
-            raise DataError(
-                f"record is not an object; got {describe_value(raw)}", path=label, line=line
-            )
-        check_values(raw, label, line)
-        if schema is None:
-            schema = "mapped" if names is not None else detect_schema(raw, label, line)
-        items.append((line, extract_texts(raw, schema, names, label, line, notes), raw))
+        try:
+            if not isinstance(raw, Mapping):
+                raise DataError(
+                    f"record is not an object; got {describe_value(raw)}", path=label, line=line
+                )
+            check_values(raw, label, line)
+            row_schema = schema
+            if row_schema is None:
+                row_schema = "mapped" if names is not None else detect_schema(raw, label, line)
+            texts = extract_texts(raw, row_schema, names, label, line, notes)
+        except DataError as exc:
+            if not skip_invalid:
+                raise
+            skipped += 1
+            notes.add(f"skip:{exc.field}:{exc.reason}", f"{exc.reason}; record skipped",
+                      line=exc.line, name=exc.field)  # fmt: skip
+            continue
+        schema = row_schema
+        items.append((line, texts, raw))
         if limit is not None and len(items) >= limit:
             break
     if schema is None:
-        raise DataError("holds no records", path=label)
+        more = f" ({skipped} invalid records skipped)" if skipped else ""
+        raise DataError(f"holds no records{more}", path=label)
     hashes = [hash_record(*texts) for _, texts, _ in items]
     ids = _assign_ids(items, hashes, notes)
     records = tuple(

@@ -64,7 +64,15 @@ else:
     c1, c2 = st.columns(2)
     offset = c1.number_input("Skip the first rows", 0, None, 0, key="data_offset")
     limit = c2.number_input("Rows to load (0 = all)", 0, None, 0, key="data_limit")
+    skip_invalid = st.checkbox(
+        "Skip invalid records",
+        key="data_skip_invalid",
+        help="Leave out records that fail validation (e.g. an empty answer) and list them as"
+        " warnings, instead of refusing the whole file.",
+    )
     spec = {"kind": source, "offset": int(offset), "limit": int(limit) or None}
+    if skip_invalid:
+        spec["skip_invalid"] = True
     if source == "path":
         spec["path"] = path.strip()
 

@@ -110,3 +110,18 @@ def test_bad_parameters_write_nothing(env, tmp_path, capsys, extra, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_skip_invalid_drops_bad_rows_and_says_so(env, tmp_path, capsys):
+    pool = tmp_path / "pool_with_gap.jsonl"
+    bad = {"instruction": "unanswered", "input": "", "output": ""}
+    pool.write_text("".join(json.dumps(r) + "\n" for r in [ROWS[0], bad, *ROWS[1:6]]))
+    out = tmp_path / "subset.jsonl"
+    args = ["select", str(pool), "--model", str(env["model"]), "--cache", str(env["cache"])]
+    assert main([*args, "--out", str(out), "--budget", "3"]) == 2
+    assert "line 2, field 'output'" in capsys.readouterr().err and not out.exists()
+    assert main([*args, "--out", str(out), "--budget", "3", "--skip-invalid"]) == 0
+    err = capsys.readouterr().err
+    assert "warning:" in err and "line 2, field 'output'" in err and "record skipped" in err
+    chosen = read_jsonl(out)
+    assert len(chosen) == 3 and {r["id"] for r in chosen} <= {r["id"] for r in ROWS[:6]}

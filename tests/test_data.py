@@ -505,3 +505,41 @@ def test_parquet_schema_and_values_are_checked_like_json(tmp_path: Path) -> None
     with pytest.raises(DataError, match="too large") as info:
         dataset_from_rows([{"instruction": "a", "output": "b", "n": [2**64]}])
     assert info.value.field == "n"
+
+
+def test_skip_invalid_leaves_out_bad_records_with_one_warning_per_kind(tmp_path: Path) -> None:
+    bad_rows = [
+        {"instruction": "no answer", "input": "", "output": ""},
+        {"instruction": "also no answer", "input": "", "output": "  "},
+        {"instruction": "a list", "input": "", "output": ["x"]},
+        "not an object",
+    ]
+    rows = [ROWS[0], *bad_rows, *ROWS[1:]]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataError, match="line 2, field 'output'"):
+        load_dataset(path)
+    ds = load_dataset(path, skip_invalid=True)
+    assert ds.hash == dataset_from_rows(ROWS).hash
+    assert [r.line for r in ds.records] == [1, *range(6, 6 + len(ROWS) - 1)]
+    empty = [w for w in ds.warnings if "is empty" in w]
+    assert len(empty) == 1 and "line 2, field 'output'" in empty[0]
+    assert "record skipped (2 times in all)" in empty[0]
+    assert any("line 4, field 'output'" in w and "skipped" in w for w in ds.warnings)
+    assert any("line 5" in w and "not an object" in w for w in ds.warnings)
+    # limit counts the records kept, not the lines read
+    assert load_dataset(path, skip_invalid=True, limit=2).hash == dataset_from_rows(ROWS[:2]).hash
+
+
+def test_skip_invalid_still_refuses_unreadable_files_and_all_invalid_files(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"instruction": "a", "output": "b"}\n{"instruction": \n')
+    with pytest.raises(DataError, match="line 2"):
+        load_dataset(broken, skip_invalid=True)
+    empty = tmp_path / "empty_outputs.jsonl"
+    empty.write_text('{"instruction": "a", "output": ""}\n' * 3)
+    with pytest.raises(DataError, match=r"holds no records \(3 invalid records skipped\)"):
+        load_dataset(empty, skip_invalid=True)
+    upload = load_bytes(b'{"instruction": "a", "output": ""}\n{"instruction": "b", "output": "c"}\n',
+                        "up.jsonl", skip_invalid=True)  # fmt: skip
+    assert len(upload) == 1 and "<upload:up.jsonl>, line 1" in upload.warnings[0]

@@ -152,7 +152,8 @@ def load_source(spec: dict[str, Any], cache: UtilityCache | None) -> Dataset:
     """Load (or reuse) the dataset a spec describes.
 
     spec: {"kind": "demo" | "path" | "upload", "path" (path), "name" and "digest" (upload),
-    "offset": rows to skip, "limit": rows to keep (None = all), "field_map": {...} | None}.
+    "offset": rows to skip, "limit": rows to keep (None = all), "field_map": {...} | None,
+    "skip_invalid": leave out invalid records with a warning instead of refusing the file}.
     Raises DataError or ConfigError with a message for the user.
     """
     canonical = _canonical(spec)
@@ -168,16 +169,18 @@ def load_source(spec: dict[str, Any], cache: UtilityCache | None) -> Dataset:
         raise ConfigError("rows to skip must be >= 0 and rows to load >= 1 (or all)")
     read_limit = None if limit is None else offset + int(limit)
     field_map = spec.get("field_map") or None
+    options = {"field_map": field_map, "limit": read_limit}
     if kind == "demo":
-        ds = load_dataset(DEMO_PATH, field_map=field_map, limit=read_limit)
+        ds = load_dataset(DEMO_PATH, **options)
     elif kind == "path":
         path = str(spec.get("path") or "").strip()
         if not path:
             raise DataError("give a file or folder path")
-        ds = load_dataset(path, field_map=field_map, limit=read_limit)
+        ds = load_dataset(path, **options, skip_invalid=bool(spec.get("skip_invalid")))
     elif kind == "upload":
         data = _upload_bytes(cache, str(spec.get("digest")))
-        ds = load_bytes(data, str(spec.get("name")), field_map=field_map, limit=read_limit)
+        name = str(spec.get("name"))
+        ds = load_bytes(data, name, **options, skip_invalid=bool(spec.get("skip_invalid")))
     else:
         raise ConfigError(f"unknown data source {kind!r}")
     if offset:

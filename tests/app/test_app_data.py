@@ -111,3 +111,21 @@ def test_user_text_is_never_rendered_as_markdown(tmp_path):
     # The text reaches the page only through a dataframe cell, never through markdown.
     assert all(evil not in str(m.value) for m in at.markdown)
     assert frame(at, "id", "instruction")["instruction"][0] == evil
+
+
+def test_skip_invalid_records_loads_the_rest_and_lists_what_was_left_out():
+    at = page("1_Data.py").run()
+    before = at.session_state["data"]["pool"]
+    at.radio(key="data_source").set_value("upload").run()
+    rows = b'{"instruction": "a", "output": "b"}\n{"instruction": "c", "output": ""}\n'
+    rows += b'{"instruction": "d", "output": "e"}\n'
+    at.file_uploader(key="data_upload").set_value(("gaps.jsonl", rows, "application/jsonl")).run()
+    at.button(key="data_load").click().run()
+    assert any("line 2" in e for e in messages(at.error))
+    assert at.session_state["data"]["pool"] == before
+    at.checkbox(key="data_skip_invalid").check().run()
+    at.button(key="data_load").click().run()
+    assert_clean(at)
+    pool = at.session_state["data"]["pool"]
+    assert pool["rows"] == 2 and pool["spec"]["skip_invalid"] is True
+    assert any("line 2, field 'output'" in c.value and "skipped" in c.value for c in at.code)
