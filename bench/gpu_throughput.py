@@ -1,11 +1,14 @@
 """Utility engine on a CUDA GPU: pairs/s, achieved TFLOP/s against the device's peak, and
 agreement of bf16 with fp32.
 
-    python bench/gpu_throughput.py [--data PATH] [--n 256] [--peak-tflops 989] [--write docs/benchmarks.md]
+    python bench/gpu_throughput.py [--data PATH] [--n 256] [--sparse-n 2000 --k 8]
+                                   [--peak-tflops 989] [--write docs/benchmarks.md]
 
 Runs exact mode on n samples in bf16 with batch limits sized from free GPU memory, counts the
 FLOPs the engine must spend (as bench/utility_throughput.py does), and compares a 16 x 16 block
-with the same block in fp32. Exits with a message where no GPU is present.
+with the same block in fp32. With --sparse-n it also times sparse mode (k candidates) and counts
+its forward calls, the figures bench/scaling.py's 100k projection assumes. Exits with a message
+where no GPU is present.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--n", type=int, default=256)
+    parser.add_argument("--sparse-n", type=int, default=0, help="also time sparse mode at this n")
+    parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--peak-tflops", type=float)
     parser.add_argument("--write")
     args = parser.parse_args()
@@ -88,10 +93,49 @@ def main() -> None:
         + (f" ({tflops / peak:.1%} of {peak:.0f} peak) |" if peak else " |"),
         f"| bf16 vs fp32, 16x16 block: max abs diff / correlation | {diff:.3f} / {corr:.4f} |",
     ]
+    if args.sparse_n:
+        sparse = time_sparse(
+            lm, load_dataset(args.data, limit=args.sparse_n).records, args.k, config
+        )
+        lines += [
+            f"| sparse k={args.k}, n={args.sparse_n}: seconds / pairs/s | {sparse['seconds']:.1f}"
+            f" / {sparse['pairs'] / sparse['seconds']:.0f} |",
+            f"| sparse: achieved TFLOP/s | {sparse['tflops']:.1f} |",
+            f"| sparse: forward calls / mean ms per call | {sparse['calls']} /"
+            f" {1000 * sparse['seconds'] / sparse['calls']:.1f} |",
+        ]
     text = "\n".join(lines)
     print(text)
     if args.write:
         write_section(Path(args.write), "## GPU", text)
+
+
+def time_sparse(lm, records, k: int, config: ScoringConfig) -> dict:
+    """Sparse-mode scoring time, achieved TFLOP/s and forward calls (embeddings untimed)."""
+    import torch
+
+    from bench.scaling import sparse_flops
+    from delift_core.embeddings import embed_records, find_candidates
+    from delift_core.models import embedder_id, load_embedder
+    from delift_core.scoring import _decoder
+
+    emb = embed_records(records, load_embedder(device="cuda"), embedder_id())
+    candidates = find_candidates(emb, emb, k, same_set=True)
+    sparse = ScoringConfig(
+        mode="sparse", k=k, batch_size=config.batch_size, max_batch_tokens=config.max_batch_tokens
+    )
+    calls = [0]
+    hook = _decoder(lm).register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    result = compute_utility(lm, records, records, sparse, candidates=candidates)
+    torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    hook.remove()
+    plan = plan_prompts(lm.encode, sparse.template, records, records, sparse.max_response_tokens)
+    flops = sparse_flops(lm, plan, candidates)
+    return {"seconds": seconds, "pairs": result.pairs_total, "calls": calls[0],
+            "tflops": flops / seconds / 1e12}  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ HEADING = "## Scaling (sparse path)"
 GPU_PEAK_TFLOPS = 989.0  # H100/H200 SXM dense bf16
 GPU_SHARES = (0.05, 0.20)  # share of peak a 135M-parameter model plausibly reaches
 MULTI_GPU_EFFICIENCY = 0.9  # Ray shards are independent; the driver only writes rows
+GPU_CALL_MS = 10.0  # latency of one small forward call of a 30-layer model, eager PyTorch
 
 
 def _rss_mib() -> float:
@@ -78,6 +79,7 @@ def measure_one(data: str, n: int, k: int) -> dict:
     from delift_core.models import embedder_id, load_causal_lm, load_embedder
     from delift_core.projection import project_2d
     from delift_core.prompts import plan_prompts
+    from delift_core.scoring import _decoder
     from delift_core.selection import SelectionInputs, select_subset
     from delift_core.utility import compute_utility
 
@@ -101,9 +103,12 @@ def measure_one(data: str, n: int, k: int) -> dict:
     candidates = find_candidates(emb, emb, k, same_set=True)
     seconds["candidates"] = time.perf_counter() - start
     config = ScoringConfig(mode="sparse", k=k)
+    calls = [0]
+    hook = _decoder(lm).register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
     start = time.perf_counter()
     result = compute_utility(lm, records, records, config, candidates=candidates)
     seconds["scoring"] = time.perf_counter() - start
+    hook.remove()
     start = time.perf_counter()
     chosen = select_subset(
         SelectionInputs(n, u_pool=result.rms),
@@ -128,6 +133,7 @@ def measure_one(data: str, n: int, k: int) -> dict:
         "total_s": sum(seconds.values()),
         "pairs": result.pairs_total,
         "forward_rows": rows,
+        "forward_calls": calls[0],
         "selected": len(chosen.take(round(0.3 * n))),
         "model_gflop": flops / 1e9,
         "scoring_gflops": flops / seconds["scoring"] / 1e9,
@@ -229,22 +235,38 @@ def report(results: dict, k: int, command: str) -> str:
         f" of model work. This CPU at its measured {big['scoring_gflops']:.0f} GFLOP/s:"
         f" {cpu_h:.0f} h.",
     ]
+    calls = big.get("forward_calls")
+    call_floor = ""
+    if calls:
+        calls_target = calls / big["n"] * n_target
+        floor_min = calls_target * GPU_CALL_MS / 1000 / 60
+        call_floor = f", but at least {floor_min:.0f} min"
+        lines.append(
+            f"- forward calls: {calls:,} at n = {big['n']} ({calls / big['n']:.1f} per sample: in"
+            " sparse mode each example runs its prefix, then its k + 1 targets in one small"
+            f" batch), so {calls_target:,.0f} at n = {n_target:,}. On a GPU such small calls are"
+            f" bound by per-call latency, not FLOPs: at an assumed {GPU_CALL_MS:.0f} ms per call"
+            f" of the 30-layer model (eager PyTorch), {floor_min:.0f} min on one GPU and"
+            f" {floor_min / 8 / MULTI_GPU_EFFICIENCY:.1f} min on 8."
+        )
     for share in GPU_SHARES:
         rate = GPU_PEAK_TFLOPS * share * 1e12
         one = flop / rate / 60
         eight = one / (8 * MULTI_GPU_EFFICIENCY)
         lines.append(
-            f"- one H100/H200 at {share:.0%} of its {GPU_PEAK_TFLOPS:.0f} TFLOP/s bf16 peak:"
-            f" {one:.0f} min; 8 GPUs on Ray ({MULTI_GPU_EFFICIENCY:.0%} parallel efficiency):"
-            f" {eight:.1f} min."
+            f"- FLOP-bound: one H100/H200 at {share:.0%} of its {GPU_PEAK_TFLOPS:.0f} TFLOP/s bf16"
+            f" peak: {one:.0f} min{call_floor}; 8 GPUs on Ray"
+            f" ({MULTI_GPU_EFFICIENCY:.0%} parallel efficiency): {eight:.1f} min."
         )
     lines += [
         "",
         "Assumptions: cost per forward row stays as measured (it depends on text length, not n:"
         " sparse mode scores n * (k + 1) pairs); the GPU reaches 5-20% of its bf16 peak on a"
-        " 135M-parameter model (small matrices; not measured here — `bench/gpu_throughput.py`"
-        " measures it on a GPU); Ray shards by example blocks are independent, so 8 GPUs cost"
-        " one-eighth plus the driver's cache writes (rows are small).",
+        f" 135M-parameter model and a small forward call costs about {GPU_CALL_MS:.0f} ms (neither"
+        " measured here — `bench/gpu_throughput.py --sparse-n N` measures both on a GPU); Ray"
+        " shards by example blocks are independent, so 8 GPUs cost one-eighth plus the driver's"
+        " cache writes (rows are small). The projected GPU time is the larger of the FLOP-bound"
+        " and call-bound figures: for sparse mode on a small model, the call-bound one.",
     ]
     scale = results.get("at_scale")
     if scale:

@@ -131,6 +131,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # The commands print each dataset's load warnings themselves, once, as "delift: warning:";
+    # the library's copy of them is kept out of stderr for the length of the command.
+    data_log = logging.getLogger("delift_core.data")
+    data_level = data_log.level
+    data_log.setLevel(logging.INFO if args.verbose else logging.ERROR)
+    try:
+        return _run(args)
+    finally:
+        data_log.setLevel(data_level)
+
+
+def _run(args: argparse.Namespace) -> int:
     from delift_core import cli_commands
 
     try:
