@@ -235,14 +235,15 @@ def report(results: dict, k: int, command: str) -> str:
         f" of model work. This CPU at its measured {big['scoring_gflops']:.0f} GFLOP/s:"
         f" {cpu_h:.0f} h.",
     ]
-    calls = big.get("forward_calls")
+    counted = [r for r in sizes if r.get("forward_calls")]
     call_floor = ""
-    if calls:
-        calls_target = calls / big["n"] * n_target
+    if counted:
+        calls, at_n = counted[-1]["forward_calls"], counted[-1]["n"]
+        calls_target = calls / at_n * n_target
         floor_min = calls_target * GPU_CALL_MS / 1000 / 60
         call_floor = f", but at least {floor_min:.0f} min"
         lines.append(
-            f"- forward calls: {calls:,} at n = {big['n']} ({calls / big['n']:.1f} per sample: in"
+            f"- forward calls: {calls:,} at n = {at_n} ({calls / at_n:.2f} per sample: in"
             " sparse mode each example runs its prefix, then its k + 1 targets in one small"
             f" batch), so {calls_target:,.0f} at n = {n_target:,}. On a GPU such small calls are"
             f" bound by per-call latency, not FLOPs: at an assumed {GPU_CALL_MS:.0f} ms per call"
