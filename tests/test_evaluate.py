@@ -4,10 +4,8 @@ reproduces a whole comparison. Runs on the tiny random model and the hashing emb
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -15,6 +13,7 @@ import pytest
 
 from delift_core.cache import UtilityCache
 from delift_core.config import ScoringConfig, TemplateConfig
+from delift_core.data import Record, hash_record
 from delift_core.errors import ConfigError
 from delift_core.eval_compare import StageData, compare_methods, summarize_results
 from delift_core.evaluate import (
@@ -44,27 +43,12 @@ from delift_core.reference import reference_distance
 from delift_core.testing import HashEmbedder
 
 
-@dataclass(frozen=True)
-class Item:
-    """A record as the evaluation reads it (data.Record has the same attributes)."""
-
-    instruction: str
-    input: str
-    output: str
-    fields: dict[str, Any] = field(default_factory=dict, compare=False)
-
-    @property
-    def prompt(self) -> str:
-        return f"Instruction: {self.instruction}\nInput: {self.input}\n"
-
-    @property
-    def response(self) -> str:
-        return " " + self.output
-
-    @property
-    def hash(self) -> str:
-        blob = json.dumps([self.instruction, self.input, self.output], ensure_ascii=False)
-        return hashlib.sha256(blob.encode()).hexdigest()
+def Item(  # noqa: N802 - reads like the record type it builds
+    instruction: str, input_text: str, output: str, fields: dict[str, Any] | None = None
+) -> Record:
+    """A data.Record built from its texts, as the loaders build one."""
+    digest = hash_record(instruction, input_text, output)
+    return Record(digest[:12], instruction, input_text, output, digest, 0, fields or {})
 
 
 @pytest.fixture()
