@@ -114,24 +114,21 @@ def time_sparse(lm, records, k: int, config: ScoringConfig) -> dict:
     """Sparse-mode scoring time, achieved TFLOP/s and forward calls (embeddings untimed)."""
     import torch
 
-    from bench.scaling import sparse_flops
+    from bench.scaling import count_forward_calls, sparse_flops
     from delift_core.embeddings import embed_records, find_candidates
     from delift_core.models import embedder_id, load_embedder
-    from delift_core.scoring import _decoder
 
     emb = embed_records(records, load_embedder(device="cuda"), embedder_id())
     candidates = find_candidates(emb, emb, k, same_set=True)
     sparse = ScoringConfig(
         mode="sparse", k=k, batch_size=config.batch_size, max_batch_tokens=config.max_batch_tokens
     )
-    calls = [0]
-    hook = _decoder(lm).register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    result = compute_utility(lm, records, records, sparse, candidates=candidates)
-    torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
-    hook.remove()
+    with count_forward_calls(lm) as calls:
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        result = compute_utility(lm, records, records, sparse, candidates=candidates)
+        torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
     plan = plan_prompts(lm.encode, sparse.template, records, records, sparse.max_response_tokens)
     flops = sparse_flops(lm, plan, candidates)
     return {"seconds": seconds, "pairs": result.pairs_total, "calls": calls[0],

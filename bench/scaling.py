@@ -22,6 +22,8 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +50,19 @@ def _rss_mib() -> float:
 
 def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@contextmanager
+def count_forward_calls(lm) -> Iterator[list[int]]:
+    """Count the decoder's forward calls inside the block: `with ... as calls:`, then calls[0]."""
+    from delift_core.scoring import _decoder
+
+    calls = [0]
+    hook = _decoder(lm).register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    try:
+        yield calls
+    finally:
+        hook.remove()
 
 
 def sparse_flops(lm, plan, candidates) -> float:
@@ -79,7 +94,6 @@ def measure_one(data: str, n: int, k: int) -> dict:
     from delift_core.models import embedder_id, load_causal_lm, load_embedder
     from delift_core.projection import project_2d
     from delift_core.prompts import plan_prompts
-    from delift_core.scoring import _decoder
     from delift_core.selection import SelectionInputs, select_subset
     from delift_core.utility import compute_utility
 
@@ -103,12 +117,10 @@ def measure_one(data: str, n: int, k: int) -> dict:
     candidates = find_candidates(emb, emb, k, same_set=True)
     seconds["candidates"] = time.perf_counter() - start
     config = ScoringConfig(mode="sparse", k=k)
-    calls = [0]
-    hook = _decoder(lm).register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
-    start = time.perf_counter()
-    result = compute_utility(lm, records, records, config, candidates=candidates)
-    seconds["scoring"] = time.perf_counter() - start
-    hook.remove()
+    with count_forward_calls(lm) as calls:
+        start = time.perf_counter()
+        result = compute_utility(lm, records, records, config, candidates=candidates)
+        seconds["scoring"] = time.perf_counter() - start
     start = time.perf_counter()
     chosen = select_subset(
         SelectionInputs(n, u_pool=result.rms),
