@@ -198,7 +198,8 @@ def score_sparse(a: Any, app_url: str) -> None:
     with contextlib.suppress(AssertionError):  # a better picture once an ETA is known
         expect(progress.filter(has_text="left")).to_be_visible(timeout=60_000)
     _shot(a, "score-running")
-    ready = a.get_by_text("The latest scores are ready.")
+    # .first: during a rerun Streamlit briefly shows the stale copy of a message beside the new one.
+    ready = a.get_by_text("The latest scores are ready.").first
     expect(ready).to_be_visible(timeout=SCORE_TIMEOUT_MS)
     _shot(a, "score-done")
 
