@@ -252,7 +252,42 @@ def generate_answers(
     cache: UtilityCache | None = None,
     on_progress: ProgressFn | None = None,
 ) -> list[str]:
-    """Greedy answers, one per prompt (prompt ids + [EOS], then up to max_new_tokens)."""
+    """Greedy answers, one per prompt (prompt ids + [EOS], then up to max_new_tokens).
+
+    Prompts not in the cache are generated in batches of similar length (config.batch_size
+    rows, config.max_batch_tokens tokens), left-padded: one decoding step costs about the same
+    for a batch as for one row on a CPU, so this is several times faster than one at a time,
+    and each answer is the one its prompt gets alone (checked in tests/test_evaluate.py).
+    """
+    texts = [""] * len(prompts)
+    keys = [_key("gen", lm.model_id, config.hash, ids) for ids in prompts]
+    todo = []
+    for i, key in enumerate(keys):
+        meta = cache.get_meta("eval-generation", key) if cache is not None else None
+        if meta is None:
+            todo.append(i)
+        else:
+            texts[i] = str(meta["text"])
+    done = len(prompts) - len(todo)
+    widths = [len(prompts[i]) + 1 + config.max_new_tokens for i in todo]
+    for batch in plan_batches(widths, config.batch_size, config.max_batch_tokens):
+        idx = [todo[b] for b in batch]
+        for i, text in zip(
+            idx, _generate_batch(lm, [prompts[i] for i in idx], config), strict=True
+        ):
+            texts[i] = text
+            if cache is not None:
+                cache.put_array("eval-generation", keys[i], np.zeros(0), {"text": text})
+        done += len(idx)
+        if on_progress is not None:
+            on_progress("generation", done, len(prompts))
+    return texts
+
+
+def _generate_batch(
+    lm: LanguageModel, prompts: Sequence[list[int]], config: EvalConfig
+) -> list[str]:
+    """Greedy generation for a few prompts at once, left-padded with EOS under a zero mask."""
     import torch
     from transformers import GenerationConfig
 
@@ -263,25 +298,22 @@ def generate_answers(
         eos_token_id=eos, pad_token_id=eos, stop_strings=stop or None,
     )  # fmt: skip
     extra: dict[str, Any] = {"tokenizer": lm.tokenizer} if stop else {}
-    texts: list[str] = []
-    for done, ids in enumerate(prompts, start=1):
-        key = _key("gen", lm.model_id, config.hash, ids)
-        meta = cache.get_meta("eval-generation", key) if cache is not None else None
-        if meta is None:
-            tokens = torch.tensor([ids + [eos]], dtype=torch.long, device=lm.device)
-            with torch.inference_mode():
-                out = lm.model.generate(
-                    input_ids=tokens, attention_mask=torch.ones_like(tokens),
-                    generation_config=generation, **extra,
-                )  # fmt: skip
-            raw = lm.tokenizer.decode(out[0, tokens.shape[1] :], skip_special_tokens=True)
-            meta = {"text": clean_generation(raw, stop)}
-            if cache is not None:
-                cache.put_array("eval-generation", key, np.zeros(0), meta)
-        texts.append(str(meta["text"]))
-        if on_progress is not None:
-            on_progress("generation", done, len(prompts))
-    return texts
+    rows = [list(ids) + [eos] for ids in prompts]
+    width = max(len(row) for row in rows)
+    tokens = torch.full((len(rows), width), eos, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, row in enumerate(rows):
+        tokens[r, width - len(row) :] = torch.tensor(row)
+        mask[r, width - len(row) :] = 1
+    with torch.inference_mode():
+        out = lm.model.generate(
+            input_ids=tokens.to(lm.device), attention_mask=mask.to(lm.device),
+            generation_config=generation, **extra,
+        )  # fmt: skip
+    return [
+        clean_generation(lm.tokenizer.decode(out[r, width:], skip_special_tokens=True), stop)
+        for r in range(len(rows))
+    ]
 
 
 def evaluate_examples(

@@ -214,6 +214,17 @@ def test_generation_is_greedy_cached_and_cleaned(tiny_lm, samples, tmp_path, mon
     assert clean_generation("  Rome  ", ["\n\n\n"]) == "Rome"
 
 
+def test_batched_generation_matches_one_prompt_at_a_time(tiny_lm, samples):
+    """Left-padded batches of different prompt lengths give each prompt its own answer."""
+    shots = [[], samples[:1], samples[:2], samples[1:3]]
+    prompts = [tiny_lm.encode(build_prompt(s, x, EvalConfig())) for s in samples[:4] for x in shots]
+    assert len({len(p) for p in prompts}) > 4
+    alone = generate_answers(tiny_lm, prompts, EvalConfig(max_new_tokens=8, batch_size=1))
+    batched = generate_answers(tiny_lm, prompts, EvalConfig(max_new_tokens=8, batch_size=5))
+    assert batched == alone
+    assert len(set(alone)) > 1 and all(alone)
+
+
 def test_evaluate_examples_shapes_and_partial_generation(tiny_lm, samples, embedder):
     test = [Item("What is 2 + 2?", "", "4", {"final_answer": "4"}), *samples[:3]]
     config = EvalConfig(shots=2, max_new_tokens=4, generate_limit=2)
