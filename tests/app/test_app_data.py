@@ -6,6 +6,8 @@ import json
 
 from apptools import assert_clean, frame, messages, page
 
+from ui.registry import source_label
+
 
 def _rows_jsonl(rows: list[dict]) -> bytes:
     return "".join(json.dumps(r) + "\n" for r in rows).encode()
@@ -128,4 +130,13 @@ def test_skip_invalid_records_loads_the_rest_and_lists_what_was_left_out():
     assert_clean(at)
     pool = at.session_state["data"]["pool"]
     assert pool["rows"] == 2 and pool["spec"]["skip_invalid"] is True
+    assert pool["label"] == "gaps.jsonl (invalid skipped)"
     assert any("line 2, field 'output'" in c.value and "skipped" in c.value for c in at.code)
+
+
+def test_source_labels_say_when_rows_count_valid_records_only():
+    spec = {"kind": "path", "path": "/d/p3.jsonl", "offset": 10, "limit": 50}
+    assert source_label(spec) == "p3.jsonl (rows 11-60)"
+    skipping = source_label({**spec, "skip_invalid": True})
+    assert skipping == "p3.jsonl (valid rows 11-60, invalid skipped)"
+    assert source_label({"kind": "path", "path": "/d/p3.jsonl"}) == "p3.jsonl"
