@@ -255,9 +255,10 @@ def generate_answers(
     """Greedy answers, one per prompt (prompt ids + [EOS], then up to max_new_tokens).
 
     Prompts not in the cache are generated in batches of similar length (config.batch_size
-    rows, config.max_batch_tokens tokens), left-padded: one decoding step costs about the same
-    for a batch as for one row on a CPU, so this is several times faster than one at a time,
-    and each answer is the one its prompt gets alone (checked in tests/test_evaluate.py).
+    rows, config.max_batch_tokens tokens), left-padded: a decoding step of one row is mostly
+    per-step overhead, so batches of 8 are about twice as fast on a 2-core CPU (more on a GPU;
+    bench/generation.py), and each answer is the one its prompt gets alone (checked in
+    tests/test_evaluate.py).
     """
     texts = [""] * len(prompts)
     keys = [_key("gen", lm.model_id, config.hash, ids) for ids in prompts]
