@@ -13,8 +13,9 @@ Methods: Initial (no examples), Random (per-item mean over --seeds), DELIFT-SE, 
 DELIFT, Full data; continual adds "Existing only". Each test item gets the --shots most
 similar examples of the method's subset (continual: existing data + the subset). Scores:
 teacher-forced mean log-prob of the gold answer on every test item, and ROUGE-1/L, embedding
-cosine and exact match (GSM8K) on the first --generate items. Intervals: 95% percentile
-bootstrap; differences between methods are paired over the same items.
+cosine and exact match (where the task has one) on the first --generate items of the
+--generate-stages (by default not GSM8K: its worked answers outgrow 64 new tokens). Intervals:
+95% percentile bootstrap; differences between methods are paired over the same items.
 
 Everything heavy (utility pairs, embeddings, item scores, generations) is cached in DuckDB
 (--cache), so a rerun only formats the results. Results go to --out (JSON, with per-item

@@ -254,21 +254,22 @@ def generate_answers(
 ) -> list[str]:
     """Greedy answers, one per prompt (prompt ids + [EOS], then up to max_new_tokens).
 
-    Prompts not in the cache are generated in batches of similar length (config.batch_size
-    rows, config.max_batch_tokens tokens), left-padded: a decoding step of one row is mostly
-    per-step overhead, so batches of 8 are about twice as fast on a 2-core CPU (more on a GPU;
-    bench/generation.py), and each answer is the one its prompt gets alone (checked in
-    tests/test_evaluate.py).
+    Prompts not in the cache are generated once each (duplicates share the answer), in batches
+    of similar length (config.batch_size rows, config.max_batch_tokens tokens), left-padded: a
+    decoding step of one row is mostly per-step overhead, so batches of 8 are 2-3 times as
+    fast on a 2-core CPU (bench/generation.py). In fp32 each answer is the one its prompt gets
+    alone (tests/test_evaluate.py); in bf16 (GPUs) padding can change a near-tied token.
     """
     texts = [""] * len(prompts)
     keys = [_key("gen", lm.model_id, config.hash, ids) for ids in prompts]
-    todo = []
+    first: dict[str, int] = {}  # key -> the first prompt index needing generation
     for i, key in enumerate(keys):
         meta = cache.get_meta("eval-generation", key) if cache is not None else None
-        if meta is None:
-            todo.append(i)
-        else:
+        if meta is not None:
             texts[i] = str(meta["text"])
+        else:
+            first.setdefault(key, i)
+    todo = list(first.values())
     done = len(prompts) - len(todo)
     widths = [len(prompts[i]) + 1 + config.max_new_tokens for i in todo]
     for batch in plan_batches(widths, config.batch_size, config.max_batch_tokens):
@@ -282,6 +283,11 @@ def generate_answers(
         done += len(idx)
         if on_progress is not None:
             on_progress("generation", done, len(prompts))
+    for i, key in enumerate(keys):  # duplicates of a generated prompt
+        if first.get(key, i) != i:
+            texts[i] = texts[first[key]]
+    if on_progress is not None and not todo and prompts:
+        on_progress("generation", len(prompts), len(prompts))
     return texts
 
 

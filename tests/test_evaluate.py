@@ -214,15 +214,23 @@ def test_generation_is_greedy_cached_and_cleaned(tiny_lm, samples, tmp_path, mon
     assert clean_generation("  Rome  ", ["\n\n\n"]) == "Rome"
 
 
-def test_batched_generation_matches_one_prompt_at_a_time(tiny_lm, samples):
-    """Left-padded batches of different prompt lengths give each prompt its own answer."""
+def test_batched_generation_matches_one_prompt_at_a_time(tiny_lm, samples, tmp_path):
+    """Left-padded batches of different prompt lengths give each prompt its own answer, also
+    when every other prompt comes from the cache and when a prompt appears twice."""
     shots = [[], samples[:1], samples[:2], samples[1:3]]
     prompts = [tiny_lm.encode(build_prompt(s, x, EvalConfig())) for s in samples[:4] for x in shots]
     assert len({len(p) for p in prompts}) > 4
     alone = generate_answers(tiny_lm, prompts, EvalConfig(max_new_tokens=8, batch_size=1))
-    batched = generate_answers(tiny_lm, prompts, EvalConfig(max_new_tokens=8, batch_size=5))
-    assert batched == alone
+    batched = EvalConfig(max_new_tokens=8, batch_size=5)
+    assert generate_answers(tiny_lm, prompts, batched) == alone
     assert len(set(alone)) > 1 and all(alone)
+    with UtilityCache(tmp_path / "c.duckdb") as cache:
+        generate_answers(tiny_lm, prompts[::2], batched, cache)
+        steps: list[tuple[int, int]] = []
+        mixed = prompts + prompts[:3]
+        got = generate_answers(tiny_lm, mixed, batched, cache, lambda _, d, t: steps.append((d, t)))
+    assert got == alone + alone[:3]
+    assert steps[-1] == (len(mixed), len(mixed))
 
 
 def test_evaluate_examples_shapes_and_partial_generation(tiny_lm, samples, embedder):
