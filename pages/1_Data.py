@@ -68,7 +68,8 @@ else:
         "Skip invalid records",
         key="data_skip_invalid",
         help="Leave out records that fail validation (e.g. an empty answer) and list them as"
-        " warnings, instead of refusing the whole file.",
+        " warnings, instead of refusing the whole file. Rows to skip and to load then count"
+        " valid records.",
     )
     spec = {"kind": source, "offset": int(offset), "limit": int(limit) or None}
     if skip_invalid:

@@ -143,11 +143,11 @@ def source_label(spec: dict[str, Any]) -> str:
         base = Path(str(spec.get("path", "?"))).name or str(spec.get("path"))
     offset, limit = int(spec.get("offset") or 0), spec.get("limit")
     # With invalid records skipped, offset and limit count valid records, not file rows.
-    unit, note = ("valid rows", ", invalid skipped") if spec.get("skip_invalid") else ("rows", "")
+    unit, note = ("valid rows", ", skipping invalid") if spec.get("skip_invalid") else ("rows", "")
     if offset or limit:
         end = f"{offset + int(limit)}" if limit else "end"
         return f"{base} ({unit} {offset + 1}-{end}{note})"
-    return f"{base} (invalid skipped)" if note else base
+    return f"{base} (skipping invalid)" if note else base
 
 
 def load_source(spec: dict[str, Any], cache: UtilityCache | None) -> Dataset:

@@ -130,7 +130,7 @@ def test_skip_invalid_records_loads_the_rest_and_lists_what_was_left_out():
     assert_clean(at)
     pool = at.session_state["data"]["pool"]
     assert pool["rows"] == 2 and pool["spec"]["skip_invalid"] is True
-    assert pool["label"] == "gaps.jsonl (invalid skipped)"
+    assert pool["label"] == "gaps.jsonl (skipping invalid)"
     assert any("line 2, field 'output'" in c.value and "skipped" in c.value for c in at.code)
 
 
@@ -138,5 +138,5 @@ def test_source_labels_say_when_rows_count_valid_records_only():
     spec = {"kind": "path", "path": "/d/p3.jsonl", "offset": 10, "limit": 50}
     assert source_label(spec) == "p3.jsonl (rows 11-60)"
     skipping = source_label({**spec, "skip_invalid": True})
-    assert skipping == "p3.jsonl (valid rows 11-60, invalid skipped)"
+    assert skipping == "p3.jsonl (valid rows 11-60, skipping invalid)"
     assert source_label({"kind": "path", "path": "/d/p3.jsonl"}) == "p3.jsonl"
