@@ -260,14 +260,16 @@ def generate_answers(
     fast on a 2-core CPU (bench/generation.py). In fp32 each answer is the one its prompt gets
     alone (tests/test_evaluate.py); in bf16 (GPUs) padding can change a near-tied token.
     """
-    texts = [""] * len(prompts)
     keys = [_key("gen", lm.model_id, config.hash, ids) for ids in prompts]
-    first: dict[str, int] = {}  # key -> the first prompt index needing generation
+    answers: dict[str, str] = {}  # key -> answer, from the cache or generated here
+    if cache is not None:
+        for key in dict.fromkeys(keys):
+            meta = cache.get_meta("eval-generation", key)
+            if meta is not None:
+                answers[key] = str(meta["text"])
+    first: dict[str, int] = {}  # key -> its first prompt index, for the keys still to generate
     for i, key in enumerate(keys):
-        meta = cache.get_meta("eval-generation", key) if cache is not None else None
-        if meta is not None:
-            texts[i] = str(meta["text"])
-        else:
+        if key not in answers:
             first.setdefault(key, i)
     todo = list(first.values())
     done = len(prompts) - len(todo)
@@ -277,18 +279,15 @@ def generate_answers(
         for i, text in zip(
             idx, _generate_batch(lm, [prompts[i] for i in idx], config), strict=True
         ):
-            texts[i] = text
+            answers[keys[i]] = text
             if cache is not None:
                 cache.put_array("eval-generation", keys[i], np.zeros(0), {"text": text})
         done += len(idx)
         if on_progress is not None:
             on_progress("generation", done, len(prompts))
-    for i, key in enumerate(keys):  # duplicates of a generated prompt
-        if first.get(key, i) != i:
-            texts[i] = texts[first[key]]
     if on_progress is not None and not todo and prompts:
         on_progress("generation", len(prompts), len(prompts))
-    return texts
+    return [answers[key] for key in keys]
 
 
 def _generate_batch(
