@@ -11,6 +11,13 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from delift_core.config import (
+    DEFAULT_METHOD,
+    DEFAULT_QUALITY_GATE,
+    DEFAULT_QUALITY_SIGNAL,
+    DEFAULT_QUALITY_WEIGHT,
+    QUALITY_SIGNALS,
+)
 from delift_core.errors import CancelledError, DeliftError
 
 log = logging.getLogger(__name__)
@@ -102,8 +109,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--stage", choices=["instruction", "task", "continual"], default="instruction"
     )
     select.add_argument(
-        "--method", default="delift", help="delift, delift-se, fl-only, random or full"
-    )
+        "--method", default=DEFAULT_METHOD,
+        help="delift-q (default: DELIFT with a quality prior), delift (the paper's method),"
+        " delift-se, fl-only, random or full",
+    )  # fmt: skip
+    select.add_argument(
+        "--quality-weight", type=float, default=DEFAULT_QUALITY_WEIGHT,
+        help=f"delift-q: weight of the quality prior (default {DEFAULT_QUALITY_WEIGHT})",
+    )  # fmt: skip
+    select.add_argument(
+        "--quality-gate", type=float, default=DEFAULT_QUALITY_GATE,
+        help=f"delift-q: lowest-quality fraction picked only after all others"
+        f" (default {DEFAULT_QUALITY_GATE})",
+    )  # fmt: skip
+    select.add_argument(
+        "--quality-signal", choices=list(QUALITY_SIGNALS), default=DEFAULT_QUALITY_SIGNAL,
+        help=f"delift-q: the per-sample signal ranked (default {DEFAULT_QUALITY_SIGNAL})",
+    )  # fmt: skip
     select.add_argument(
         "--budget", default="0.3", help="fraction of the pool (0.3) or a count (120)"
     )
@@ -115,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     select.add_argument("--format", choices=["original", "alpaca", "messages"], default="original")
     select.add_argument(
-        "--annotate", action="store_true", help="add _delift: {rank, gain, method, stage}"
+        "--annotate",
+        action="store_true",
+        help="add _delift: {rank, gain, method, stage, quality signals}",
     )
     from delift_core.cli_eval import add_eval_parser
 

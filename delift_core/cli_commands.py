@@ -15,12 +15,16 @@ import numpy as np
 
 from delift_core import __version__
 from delift_core.cache import UtilityCache
-from delift_core.config import ScoringConfig
+from delift_core.config import DEFAULT_QUALITY_SIGNAL, ScoringConfig
 from delift_core.data import Dataset, load_dataset
+from delift_core.embeddings import embed_records
 from delift_core.errors import ConfigError
-from delift_core.files import save_matrix_atomic, write_json_atomic
+from delift_core.export import jsonl_bytes
+from delift_core.files import save_matrix_atomic, write_bytes_atomic, write_json_atomic
 from delift_core.models import embedder_id, load_causal_lm, load_embedder
 from delift_core.pipeline import Embedder, StageUtilities, score_stage
+from delift_core.quality import SIGNALS, quality_rows, quality_score, quality_signals
+from delift_core.selection import UTILITY_METHODS
 from delift_core.utility import Progress
 
 log = logging.getLogger(__name__)
@@ -107,10 +111,26 @@ class ProgressBar:
             bar.close()
 
 
+@dataclass(frozen=True)
+class PoolQuality:
+    """The pool's quality signals (quality.py) and the score delift-q ranks by."""
+
+    signals: dict[str, np.ndarray]
+    score: np.ndarray
+
+
+def pool_quality(
+    utilities: StageUtilities, emb_pool: np.ndarray | None, signal: str
+) -> PoolQuality:
+    signals = quality_signals(utilities.answers, utilities.pool.rms, emb_pool)
+    return PoolQuality(signals, quality_score(signals, signal))
+
+
 def compute_stage(
     args: argparse.Namespace, inputs: Inputs, config: ScoringConfig
 ) -> tuple[StageUtilities, dict[str, Any]]:
-    """Load the models, open the cache and score every matrix the inputs call for."""
+    """Load the models, open the cache and score every matrix the inputs call for.
+    info["emb_pool"] holds the pool's embeddings in sparse mode (None in exact mode)."""
     from delift_core.resources import check_fits, estimate_run
 
     estimate = estimate_run(
@@ -144,11 +164,15 @@ def compute_stage(
             bar.close()
             if scorer is not None:
                 scorer.close()
+        emb_pool = None
+        if embedder is not None:
+            emb_pool = embed_records(inputs.pool.records, embedder.model, embedder.key, cache)
     info = {
         "model": {"name": args.model, "id": lm.model_id, "device": lm.device, "dtype": lm.dtype},
         "embedder": embedder.key if embedder else None,
         "batching": {"batch_size": config.batch_size, "max_batch_tokens": config.max_batch_tokens},
         "cache": str(cache.path),
+        "emb_pool": emb_pool,
     }
     return utilities, info
 
@@ -170,6 +194,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {out} exists and is not a folder")
     started = time.perf_counter()
     utilities, info = compute_stage(args, inputs, config)
+    quality = pool_quality(utilities, info.pop("emb_pool"), DEFAULT_QUALITY_SIGNAL)
     files = {"pool": "utility", "query": "utility_targets", "private": "utility_existing"}
     suffix = ".npy" if config.mode == "exact" else ".npz"
     written, stats = {}, {}
@@ -187,6 +212,10 @@ def cmd_score(args: argparse.Namespace) -> int:
             if result.pairs_computed and result.seconds > 0
             else None,
         }
+    ids = [r.id for r in inputs.pool.records]
+    quality_path = out / "quality.jsonl"
+    write_bytes_atomic(quality_path, jsonl_bytes(quality_rows(ids, quality.signals, quality.score)))
+    written["quality"] = quality_path.name
     seconds = time.perf_counter() - started
     manifest = {
         "command": "score",
@@ -198,6 +227,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         "scoring": config.as_dict() | {"template": config.template.hash},
         "metric": args.metric,
         "orientation": "rows = targets (items represented), columns = examples (candidates)",
+        "quality": {"signal": DEFAULT_QUALITY_SIGNAL, "columns": ["id", *SIGNALS, "quality"]},
         "files": written,
         "matrices": stats,
         "pairs_computed": sum(s["pairs_computed"] for s in stats.values()),
@@ -247,6 +277,8 @@ def cmd_select(args: argparse.Namespace) -> int:
     sel = SelectionConfig(
         stage=args.stage, method=args.method, budget=parse_budget(args.budget),
         kernel=args.kernel, metric=args.metric, seed=args.seed,
+        quality_weight=args.quality_weight, quality_gate=args.quality_gate,
+        quality_signal=args.quality_signal,
     )  # fmt: skip
     check_stage_inputs(sel.stage, sel.method, args.targets, args.existing)
     out = Path(args.out)
@@ -264,32 +296,44 @@ def cmd_select(args: argparse.Namespace) -> int:
     config = scoring_config(args)
     info: dict[str, Any] = {}
     matrices: dict[str, Any] = {}
-    if sel.method in ("delift", "fl-only"):
+    quality: PoolQuality | None = None
+    if sel.method in UTILITY_METHODS:
         if sel.method == "fl-only":
             inputs = Inputs(inputs.pool, None, None)
         utilities, info = compute_stage(args, inputs, config)
+        quality = pool_quality(utilities, info.pop("emb_pool"), sel.quality_signal)
         matrices = {
             "u_pool": utilities.pool.matrix(sel.metric),
             "u_query": utilities.query.matrix(sel.metric) if utilities.query else None,
             "u_private": utilities.private.matrix(sel.metric) if utilities.private else None,
+            "quality": quality.score,
         }
     elif sel.method == "delift-se":
         matrices, info = embed_inputs(args, inputs)
     result = select_subset(
         SelectionInputs(n, **matrices), method=sel.method, stage=sel.stage,
         kernel=sel.kernel, seed=sel.seed, max_budget=count if sel.method != "full" else None,
+        quality_weight=sel.quality_weight, quality_gate=sel.quality_gate,
     )  # fmt: skip
     chosen = result.take(count)
     annotations = None
     if args.annotate:
+        signals = (
+            quality_rows([""] * n, quality.signals, quality.score) if quality is not None else None
+        )
         annotations = [
             {
                 "rank": r + 1,
                 "gain": None if np.isnan(g) else float(g),
                 "method": sel.method,
                 "stage": sel.stage,
+                **(
+                    {k: v for k, v in signals[int(i)].items() if k != "id"}
+                    if signals is not None
+                    else {}
+                ),
             }
-            for r, g in enumerate(result.gains[:count])
+            for r, (i, g) in enumerate(zip(chosen, result.gains[:count], strict=True))
         ]
     rows = subset_rows(inputs.pool.records, chosen, args.format, annotations)
     manifest = build_manifest(

@@ -24,6 +24,13 @@ KernelKind = Literal["minmax", "clip"]
 Metric = Literal["rms", "logprob"]
 
 STAGES: tuple[str, ...] = ("instruction", "task", "continual")
+# The default selection method and its quality prior (selection.py, quality.py), chosen on
+# validation scenarios and reported on test ones (docs/quality.md).
+DEFAULT_METHOD = "delift-q"
+DEFAULT_QUALITY_WEIGHT = 1.0
+DEFAULT_QUALITY_GATE = 0.3
+DEFAULT_QUALITY_SIGNAL = "help_logprob"
+QUALITY_SIGNALS: tuple[str, ...] = ("help_logprob", "help_rms", "ifd_logprob", "ifd_rms")
 MODES: tuple[str, ...] = ("exact", "sparse")
 KERNELS: tuple[str, ...] = ("minmax", "clip")
 METRICS: tuple[str, ...] = ("rms", "logprob")
@@ -102,14 +109,19 @@ class SelectionConfig:
     budget: a fraction in (0, 1] of the pool, or a whole count >= 1 given as an int.
     kernel: how raw utility becomes a similarity in [0, 1].
     metric: which utility: "rms" (distance form, default) or "logprob" (KL form).
+    quality_weight, quality_gate, quality_signal: the quality prior of method "delift-q"
+    (selection.py); the defaults were chosen on validation scenarios (docs/quality.md).
     """
 
     stage: Stage = "instruction"
-    method: str = "delift"
+    method: str = DEFAULT_METHOD
     budget: float | int = 0.3
     kernel: KernelKind = "minmax"
     metric: Metric = "rms"
     seed: int = 0
+    quality_weight: float = DEFAULT_QUALITY_WEIGHT
+    quality_gate: float = DEFAULT_QUALITY_GATE
+    quality_signal: str = DEFAULT_QUALITY_SIGNAL
 
     def __post_init__(self) -> None:
         _check_choice("stage", self.stage, STAGES)
@@ -124,6 +136,15 @@ class SelectionConfig:
             )
         if isinstance(self.budget, int) and self.budget < 1:
             raise ConfigError(f"budget must be at least 1 sample; got {self.budget}")
+        if not isinstance(self.quality_weight, (int, float)) or not (
+            0 <= self.quality_weight < float("inf")
+        ):
+            raise ConfigError(f"quality weight must be a number >= 0; got {self.quality_weight!r}")
+        if not isinstance(self.quality_gate, (int, float)) or not 0 <= self.quality_gate < 1:
+            raise ConfigError(
+                f"quality gate must be a fraction in [0, 1); got {self.quality_gate!r}"
+            )
+        _check_choice("quality signal", self.quality_signal, QUALITY_SIGNALS)
 
     def budget_count(self, n: int) -> int:
         """The number of samples to select from a pool of n: round(fraction * n) or the count."""

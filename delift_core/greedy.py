@@ -114,12 +114,22 @@ def cap_rows(kernel: Kernel, cap: np.ndarray) -> Kernel:
 
 
 def maximize_facility_location(
-    kernel: Kernel, budget: int, *, floor: np.ndarray | None = None
+    kernel: Kernel,
+    budget: int,
+    *,
+    floor: np.ndarray | None = None,
+    bonus: np.ndarray | None = None,
+    tiers: list[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy order and gains for f(A) = sum_i max(floor[i], max_{j in A} K[i, j]) - sum_i floor[i].
+    """Greedy order and gains for
+    f(A) = sum_i max(floor[i], max_{j in A} K[i, j]) - sum_i floor[i] + sum_{j in A} bonus[j].
 
     kernel: (n_rows, n) non-negative, dense float or scipy CSR; K[i, j] = how well candidate j
     represents row i. floor: (n_rows,) coverage already present (FLCG), default 0.
+    bonus: (n,) non-negative modular term per candidate (a quality prior), default 0; f stays
+    monotone submodular, so the lazy greedy stays exact.
+    tiers: disjoint arrays of candidate indices, covering all n; every candidate of a tier is
+    picked before any of the next (each tier greedily, coverage carried over). Default: one tier.
     budget: number of picks, 1 <= budget <= n.
     Returns (order int64 (budget,), gains float64 (budget,)): the candidates in pick order and
     the marginal gain of each pick.
@@ -130,22 +140,66 @@ def maximize_facility_location(
     cover = np.zeros(n_rows, dtype=np.float32)
     if floor is not None:
         cover[:] = np.asarray(floor, dtype=np.float32)
+    extra = np.zeros(n, dtype=np.float64) if bonus is None else np.asarray(bonus, np.float64)
+    if extra.shape != (n,) or np.any(extra < 0) or not np.all(np.isfinite(extra)):
+        raise ValueError(f"bonus must be finite, non-negative, of shape ({n},)")
+    if tiers is None:
+        tiers = [np.arange(n)]
+    tiers = [np.asarray(t, dtype=np.int64) for t in tiers]
+    if sum(len(t) for t in tiers) != n or len(np.unique(np.concatenate(tiers))) != n:
+        raise ValueError("tiers must split the n candidates into disjoint groups")
     engine = _make_gains(kernel)
-    # Max-heap of (-upper bound, index): ties pop the lowest index first. stamp[j] is the pick
-    # number at which j's bound was last computed exactly; a bound of 0 is exact (gains >= 0).
-    heap = list(zip((-engine.all_gains(cover)).tolist(), range(n), strict=True))
-    heapq.heapify(heap)
-    stamp = np.zeros(n, dtype=np.int64)
     order = np.empty(budget, dtype=np.int64)
     gains = np.empty(budget, dtype=np.float64)
-    refreshes = 0
-    for step in range(budget):
+    step, refreshes = 0, 0
+    for tier in tiers:
+        if step == budget:
+            break
+        if len(tier):
+            step, refreshes = _greedy_tier(
+                engine, tier, extra, cover, order, gains, step, refreshes
+            )
+    logger.debug("greedy: %d picks of %d, %d re-evaluations", budget, n, refreshes)
+    return order, gains
+
+
+def _tier_gains(engine: _DenseGains | _SparseGains, tier: np.ndarray, cover: np.ndarray):
+    if isinstance(engine, _DenseGains):
+        step = max(1, _DENSE_CHUNK_ELEMENTS // max(engine.by_candidate.shape[1], 1))
+        return np.concatenate(
+            [engine.gains(tier[s : s + step], cover) for s in range(0, len(tier), step)]
+        )
+    return engine.gains(tier, cover)
+
+
+def _greedy_tier(
+    engine: _DenseGains | _SparseGains,
+    tier: np.ndarray,
+    bonus: np.ndarray,
+    cover: np.ndarray,
+    order: np.ndarray,
+    gains: np.ndarray,
+    step: int,
+    refreshes: int,
+) -> tuple[int, int]:
+    """Lazy greedy over one tier's candidates, writing picks into order/gains from `step` on
+    until the budget (len(order)) is met or the tier is used up; returns (step, refreshes)."""
+    # Max-heap of (-upper bound, index): ties pop the lowest index first. stamp[j] is the pick
+    # number at which j's bound was last computed exactly; a bound of 0 is exact (gains >= 0).
+    first = _tier_gains(engine, tier, cover) + bonus[tier]
+    heap = list(zip((-first).tolist(), tier.tolist(), strict=True))
+    heapq.heapify(heap)
+    stamp = {j: step for j in tier.tolist()}
+    while step < len(order) and heap:
         while heap[0][0] != 0.0 and stamp[heap[0][1]] != step:
             # Re-evaluate the stale candidates with the highest bounds, in one batch.
             popped = [heapq.heappop(heap) for _ in range(min(_REFRESH_BATCH, len(heap)))]
-            stale = np.array([j for bound, j in popped if bound != 0.0 and stamp[j] != step])
-            fresh_gains = engine.gains(stale, cover)
-            stamp[stale] = step
+            stale = np.array(
+                [j for bound, j in popped if bound != 0.0 and stamp[j] != step], dtype=np.int64
+            )
+            fresh_gains = engine.gains(stale, cover) + bonus[stale]
+            for j in stale.tolist():
+                stamp[j] = step
             refreshes += stale.size
             updated = dict(zip(stale.tolist(), (-fresh_gains).tolist(), strict=True))
             for bound, j in popped:
@@ -154,8 +208,8 @@ def maximize_facility_location(
         order[step] = best
         gains[step] = -bound
         engine.cover_with(best, cover)
-    logger.debug("greedy: %d picks of %d, %d re-evaluations", budget, n, refreshes)
-    return order, gains
+        step += 1
+    return step, refreshes
 
 
 def evaluate_facility_location(
@@ -188,6 +242,10 @@ class Objective:
     name: Literal["fl", "flmi", "flcg"]
     data: Kernel
     side: Kernel | None = None
+    # Optional modular prior sum_{j in A} bonus[j] (n,), >= 0, and pick tiers (see
+    # maximize_facility_location); submodlib supports neither.
+    bonus: np.ndarray | None = None
+    tiers: tuple[np.ndarray, ...] | None = None
 
 
 def _row_max(matrix: Kernel) -> np.ndarray:
@@ -209,9 +267,11 @@ def facility_location_form(objective: Objective) -> tuple[Kernel, np.ndarray | N
 def evaluate_objective(objective: Objective, subset: np.ndarray) -> float:
     """The objective's value for a set of pool indices."""
     kernel, floor = facility_location_form(objective)
-    return evaluate_facility_location(
-        kernel, np.unique(np.asarray(subset, dtype=np.int64)), floor=floor
-    )
+    subset = np.unique(np.asarray(subset, dtype=np.int64))
+    value = evaluate_facility_location(kernel, subset, floor=floor)
+    if objective.bonus is not None:
+        value += float(np.asarray(objective.bonus, dtype=np.float64)[subset].sum())
+    return value
 
 
 def maximize_with_submodlib(objective: Objective, budget: int) -> tuple[np.ndarray, np.ndarray]:
@@ -232,6 +292,8 @@ def _run_submodlib(objective: Objective, budget: int) -> tuple[np.ndarray, np.nd
 
     if sp.issparse(objective.data) or sp.issparse(objective.side):
         raise ValueError("submodlib is used here with dense kernels only")
+    if objective.bonus is not None or objective.tiers is not None:
+        raise ValueError("submodlib has no quality prior or pick tiers; use the numpy engine")
     data = np.ascontiguousarray(objective.data, dtype=np.float32)
     n = data.shape[0]
     if not 1 <= budget <= n:
@@ -275,4 +337,7 @@ def _run_submodlib(objective: Objective, budget: int) -> tuple[np.ndarray, np.nd
 def maximize_objective(objective: Objective, budget: int) -> tuple[np.ndarray, np.ndarray]:
     """Greedy order and gains of the objective (see `maximize_facility_location`)."""
     kernel, floor = facility_location_form(objective)
-    return maximize_facility_location(kernel, budget, floor=floor)
+    tiers = list(objective.tiers) if objective.tiers is not None else None
+    return maximize_facility_location(
+        kernel, budget, floor=floor, bonus=objective.bonus, tiers=tiers
+    )

@@ -17,6 +17,7 @@ from delift_core.embeddings import embed_records, find_candidates
 from delift_core.errors import ConfigError
 from delift_core.models import LanguageModel
 from delift_core.prompts import TextPair
+from delift_core.quality import AnswerScores, score_answers
 from delift_core.utility import CancelFn, Progress, UtilityResult, compute_utility
 
 log = logging.getLogger(__name__)
@@ -28,11 +29,13 @@ ComputeFn = Callable[..., UtilityResult]
 
 @dataclass(frozen=True)
 class StageUtilities:
-    """pool: U_pool (n, n); query: U_query (targets, n); private: U_private (n, existing)."""
+    """pool: U_pool (n, n); query: U_query (targets, n); private: U_private (n, existing);
+    answers: the pool's answers scored with and without their prompts (quality.py)."""
 
     pool: UtilityResult
     query: UtilityResult | None = None
     private: UtilityResult | None = None
+    answers: AnswerScores | None = None
 
     def results(self) -> dict[str, UtilityResult]:
         named = {"pool": self.pool, "query": self.query, "private": self.private}
@@ -60,10 +63,12 @@ def score_stage(
     should_cancel: CancelFn | None = None,
     compute: ComputeFn | None = None,
 ) -> StageUtilities:
-    """Compute U_pool and, when given, U_query (targets x pool) and U_private (pool x existing).
+    """Compute U_pool and, when given, U_query (targets x pool) and U_private (pool x existing),
+    and the pool's answer scores for the quality signals (one extra forward per sample).
 
     Sparse mode finds each target's k nearest candidates by sentence embedding first. compute
-    scores each matrix (default compute_utility, in this process).
+    scores each matrix (default compute_utility, in this process); the answer scores always
+    run in this process (n short rows).
     """
     if config.mode == "sparse" and embedder is None:
         raise ConfigError("sparse mode needs a sentence embedder to find candidates")
@@ -91,7 +96,15 @@ def score_stage(
     pool_result = run("pool", pool, pool, True)
     query = run("targets", targets, pool, False) if targets else None
     private = run("existing", pool, existing, False) if existing else None
-    return StageUtilities(pool_result, query, private)
+
+    def report_quality(p: Progress) -> None:
+        if on_progress is not None:
+            on_progress("quality", p)
+
+    answers = score_answers(
+        lm, pool, config, cache=cache, on_progress=report_quality, should_cancel=should_cancel
+    )
+    return StageUtilities(pool_result, query, private, answers)
 
 
 def stage_key(
@@ -102,7 +115,8 @@ def stage_key(
     existing_hash: str | None = None,
 ) -> str:
     """Key of a stage's finished matrices: everything that determines them."""
-    parts = [model_id, config.template.hash, config.mode, str(config.max_response_tokens)]
+    # "q1": stages stored since answer scores were added (older entries lack them).
+    parts = [model_id, config.template.hash, config.mode, str(config.max_response_tokens), "q1"]
     if config.mode == "sparse":
         parts.append(f"k{config.k}")
     parts += [pool_hash, targets_hash or "-", existing_hash or "-"]
@@ -144,6 +158,8 @@ def save_stage(
             result.pairs_total, result.pairs_computed, result.pairs_reused,
             result.baselines_computed, result.seconds,
         ]  # fmt: skip
+    if utilities.answers is not None:
+        cache.put_array("stage", f"{key}/answers", utilities.answers.to_array())
     cache.put_array("stage-index", key, np.zeros(0), {**meta, "counts": counts})
 
 
@@ -159,7 +175,13 @@ def load_stage(cache: UtilityCache, key: str) -> StageUtilities | None:
         if rms is None or logprob is None:
             return None
         results[name] = UtilityResult(rms, logprob, total, computed, reused, baselines, seconds)
-    return StageUtilities(results["pool"], results.get("query"), results.get("private"))
+    answers = cache.get_array("stage", f"{key}/answers")
+    return StageUtilities(
+        results["pool"],
+        results.get("query"),
+        results.get("private"),
+        AnswerScores.from_array(answers) if answers is not None else None,
+    )
 
 
 def list_stages(cache: UtilityCache) -> list[tuple[str, dict[str, Any]]]:

@@ -14,8 +14,21 @@ Methods ("delift" and "delift-se" choose the objective by stage):
 | delift    | FL(U_pool)  | FLMI(U_pool, U_query)   | FLCG(U_pool, U_private)    | utility         |
 | delift-se | FL          | FLMI with targets       | FLCG with existing         | (cos + 1) / 2   |
 | fl-only   | FL(U_pool)  | FL(U_pool)              | FL(U_pool)                 | utility         |
+| delift-q  | delift's objective + quality prior (below)                 | utility         |
 | random    | seeded permutation of the pool                                                  |
 | full      | the whole pool, in index order                                                  |
+
+"delift-q" (DELIFT with a quality prior) needs `quality` (n,), a score in [0, 1] per pool sample,
+higher = better (quality.quality_score: the rank of how much each sample's prompt helps the
+model predict its own answer). With weight lambda and gate g it maximises
+
+    f(A) = F_stage(A) + lambda * sum_{j in A} q_j
+
+where F_stage is delift's FL / FLMI / FLCG; the modular term keeps f monotone submodular, so the
+lazy greedy stays exact. The gate: samples with q_j < g (the lowest-quality fraction g of the
+pool) are picked only after every other sample, so a budget up to (1 - g) n never holds them.
+With lambda = 0 and g = 0 it is delift. Its defaults were chosen on validation scenarios and
+judged on test ones (docs/quality.md).
 
 Objectives are those of submodlib-py 0.0.3 (eta = 1, privacy hardness = 1); see `greedy.py`.
 Every greedy method returns the full pick order up to `max_budget` (default: the whole pool),
@@ -41,7 +54,7 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
-from delift_core.config import KERNELS, STAGES
+from delift_core.config import DEFAULT_QUALITY_GATE, DEFAULT_QUALITY_WEIGHT, KERNELS, STAGES
 from delift_core.errors import ConfigError, ResourceError
 from delift_core.greedy import (
     Objective,
@@ -137,6 +150,7 @@ class SelectionInputs:
     emb_pool: np.ndarray | None = None
     emb_targets: np.ndarray | None = None
     emb_existing: np.ndarray | None = None
+    quality: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.n, bool) or not isinstance(self.n, (int, np.integer)) or self.n < 1:
@@ -159,6 +173,12 @@ class SelectionInputs:
             if not isinstance(emb, np.ndarray) or emb.ndim != 2 or 0 in emb.shape:
                 raise ConfigError(f"{name} must be a non-empty 2-D array (items, dim)")
             dims.append(emb.shape[1])
+        if self.quality is not None:
+            q = self.quality
+            if not isinstance(q, np.ndarray) or q.shape != (n,):
+                raise ConfigError(f"quality must be an array of shape ({n},)")
+            if not np.all(np.isfinite(q)) or q.min() < 0 or q.max() > 1:
+                raise ConfigError("quality scores must be finite and within [0, 1]")
         if len(set(dims)) > 1:
             raise ConfigError(f"embedding sizes differ ({dims}); embed every set with one model")
         if self.emb_pool is not None and self.emb_pool.shape[0] != n:
@@ -260,6 +280,8 @@ def _greedy_result(
     method: str, stage: str, objective: Objective, budget: int, engine: Engine
 ) -> SelectionResult:
     started = time.perf_counter()
+    if engine == "submodlib" and (objective.bonus is not None or objective.tiers is not None):
+        raise ConfigError(f"method {method!r} needs engine 'numpy' (submodlib has no prior)")
     if engine == "submodlib":
         if sp.issparse(objective.data) or sp.issparse(objective.side):
             raise ConfigError("engine 'submodlib' needs dense kernels; use engine 'numpy'")
@@ -278,23 +300,55 @@ def _greedy_result(
     return SelectionResult(method, stage, order, gains, np.cumsum(gains))
 
 
+@dataclass(frozen=True)
+class Options:
+    """Per-method settings: kernel and seed for all; quality_weight (lambda >= 0) and
+    quality_gate (g in [0, 1)) for delift-q."""
+
+    kernel: str = "minmax"
+    seed: int = 0
+    quality_weight: float = DEFAULT_QUALITY_WEIGHT
+    quality_gate: float = DEFAULT_QUALITY_GATE
+
+
+def _quality_objective(inputs: SelectionInputs, stage: str, options: Options) -> Objective:
+    if inputs.quality is None:
+        raise _missing(
+            stage,
+            "quality scores of the pool",
+            "score the pool (the scoring pass computes them) or choose method 'delift'",
+        )
+    base = _utility_objective(inputs, stage, options.kernel, plain=False)
+    q = np.asarray(inputs.quality, dtype=np.float64)
+    gated = q < options.quality_gate
+    tiers = (np.flatnonzero(~gated), np.flatnonzero(gated)) if gated.any() else None
+    return Objective(base.name, base.data, base.side, options.quality_weight * q, tiers)
+
+
 def _select_delift(
-    inputs: SelectionInputs, *, stage: str, kernel: str, seed: int, budget: int, engine: Engine
+    inputs: SelectionInputs, stage: str, budget: int, engine: Engine, options: Options
 ) -> SelectionResult:
-    objective = _utility_objective(inputs, stage, kernel, plain=False)
+    objective = _utility_objective(inputs, stage, options.kernel, plain=False)
     return _greedy_result("delift", stage, objective, budget, engine)
 
 
+def _select_delift_q(
+    inputs: SelectionInputs, stage: str, budget: int, engine: Engine, options: Options
+) -> SelectionResult:
+    objective = _quality_objective(inputs, stage, options)
+    return _greedy_result("delift-q", stage, objective, budget, engine)
+
+
 def _select_delift_se(
-    inputs: SelectionInputs, *, stage: str, kernel: str, seed: int, budget: int, engine: Engine
+    inputs: SelectionInputs, stage: str, budget: int, engine: Engine, options: Options
 ) -> SelectionResult:
     return _greedy_result("delift-se", stage, _embedding_objective(inputs, stage), budget, engine)
 
 
 def _select_fl_only(
-    inputs: SelectionInputs, *, stage: str, kernel: str, seed: int, budget: int, engine: Engine
+    inputs: SelectionInputs, stage: str, budget: int, engine: Engine, options: Options
 ) -> SelectionResult:
-    objective = _utility_objective(inputs, stage, kernel, plain=True)
+    objective = _utility_objective(inputs, stage, options.kernel, plain=True)
     return _greedy_result("fl-only", stage, objective, budget, engine)
 
 
@@ -304,28 +358,31 @@ def _no_gains(method: str, stage: str, order: np.ndarray) -> SelectionResult:
 
 
 def _select_random(
-    inputs: SelectionInputs, *, stage: str, kernel: str, seed: int, budget: int, engine: Engine
+    inputs: SelectionInputs, stage: str, budget: int, engine: Engine, options: Options
 ) -> SelectionResult:
-    order = np.random.default_rng(seed).permutation(inputs.n)[:budget]
+    order = np.random.default_rng(options.seed).permutation(inputs.n)[:budget]
     return _no_gains("random", stage, order)
 
 
 def _select_full(
-    inputs: SelectionInputs, *, stage: str, kernel: str, seed: int, budget: int, engine: Engine
+    inputs: SelectionInputs, stage: str, budget: int, engine: Engine, options: Options
 ) -> SelectionResult:
     # "Full data" is the whole pool whatever the budget.
     return _no_gains("full", stage, np.arange(inputs.n))
 
 
-SelectFunction = Callable[..., SelectionResult]
+SelectFunction = Callable[[SelectionInputs, str, int, Engine, Options], SelectionResult]
 
 METHODS: dict[str, SelectFunction] = {
     "delift": _select_delift,
+    "delift-q": _select_delift_q,
     "delift-se": _select_delift_se,
     "fl-only": _select_fl_only,
     "random": _select_random,
     "full": _select_full,
 }
+# Methods that score the pool with the language model (the others need embeddings or nothing).
+UTILITY_METHODS: tuple[str, ...] = ("delift", "delift-q", "fl-only")
 
 
 def _check_common(method: str, stage: str, kernel: str, engine: str) -> None:
@@ -348,11 +405,14 @@ def select_subset(
     seed: int = 0,
     max_budget: int | None = None,
     engine: Engine = "numpy",
+    quality_weight: float = DEFAULT_QUALITY_WEIGHT,
+    quality_gate: float = DEFAULT_QUALITY_GATE,
 ) -> SelectionResult:
     """Run one selection method and return its pick order up to max_budget (default n).
 
     method: a key of METHODS; stage: "instruction", "task" or "continual"; kernel: "minmax" or
-    "clip" (utility kernels); seed: used by "random" only. engine: "numpy" (own exact lazy
+    "clip" (utility kernels); seed: used by "random" only; quality_weight and quality_gate:
+    lambda and g of "delift-q" (module docstring), ignored by the others. engine: "numpy" (own exact lazy
     greedy, dense or sparse) or "submodlib" (its LazyGreedy; dense only) — both maximise the
     same objective and agree pick for pick except where gains tie.
     Raises ConfigError with the fix when the method, stage or inputs do not fit.
@@ -367,16 +427,25 @@ def select_subset(
         or not (1 <= budget <= inputs.n)
     ):
         raise ConfigError(f"max_budget must be a whole number in 1..{inputs.n}; got {budget!r}")
-    return METHODS[method](
-        inputs, stage=stage, kernel=kernel, seed=int(seed), budget=int(budget), engine=engine
-    )
+    options = Options(kernel, int(seed), float(quality_weight), float(quality_gate))
+    check_quality_options(options.quality_weight, options.quality_gate)
+    return METHODS[method](inputs, stage, int(budget), engine, options)
+
+
+def check_quality_options(weight: float, gate: float) -> None:
+    """ConfigError unless weight >= 0 and 0 <= gate < 1 (finite numbers)."""
+    if not np.isfinite(weight) or weight < 0:
+        raise ConfigError(f"quality weight must be a number >= 0; got {weight!r}")
+    if not np.isfinite(gate) or not 0 <= gate < 1:
+        raise ConfigError(f"quality gate must be a fraction in [0, 1); got {gate!r}")
 
 
 def objective_value(
     inputs: SelectionInputs, subset: np.ndarray, *, method: str, stage: str, kernel: str = "minmax"
 ) -> float:
     """The objective of `method` at `stage` for any subset of pool indices (e.g. to score a
-    random subset under DELIFT's objective). method: "delift", "delift-se" or "fl-only"."""
+    random subset under DELIFT's objective). method: "delift", "delift-se" or "fl-only"
+    ("delift-q" is scored as "delift": its prior is a preference, not coverage)."""
     _check_common(method, stage, kernel, "numpy")
     if method in ("random", "full"):
         raise ConfigError(f"method {method!r} has no objective; evaluate under 'delift'")
@@ -385,6 +454,8 @@ def objective_value(
         raise ConfigError(f"subset must be a 1-D array of pool indices in 0..{inputs.n - 1}")
     if method == "delift-se":
         objective = _embedding_objective(inputs, stage)
+    elif method == "delift-q":
+        objective = _utility_objective(inputs, stage, kernel, plain=False)
     else:
         objective = _utility_objective(inputs, stage, kernel, plain=method == "fl-only")
     return evaluate_objective(objective, subset)

@@ -64,6 +64,13 @@ def test_score_writes_matrices_and_manifest(tmp_path, tiny_model_dir):
     assert manifest["pairs_computed"] == 25 + 15 + 20
     assert manifest["inputs"]["pool"]["rows"] == 5
     assert manifest["matrices"]["pool"]["pairs_per_second"] > 0
+    # The quality table: one row per pool sample, in pool order, with every signal.
+    quality = [json.loads(line) for line in (out / "quality.jsonl").read_text().splitlines()]
+    assert len(quality) == 5 and manifest["files"]["quality"] == "quality.jsonl"
+    assert sorted(q["quality"] for q in quality) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    diagonal = np.diagonal(np.load(out / "utility.npy"))
+    np.testing.assert_allclose([q["self_utility"] for q in quality], diagonal, atol=1e-6)
+    assert all(q["max_similarity"] is None for q in quality)  # exact mode: no embeddings
 
 
 def test_sparse_score_writes_npz(tmp_path, tiny_model_dir):

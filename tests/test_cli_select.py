@@ -54,7 +54,7 @@ def read_jsonl(path: Path) -> list[dict]:
         ("continual", ["--existing", "existing"]),
     ],
 )
-@pytest.mark.parametrize("method", ["delift", "fl-only", "random", "full"])
+@pytest.mark.parametrize("method", ["delift", "delift-q", "fl-only", "random", "full"])
 def test_each_stage_and_method(env, tmp_path, stage, extra, method):
     extra = [str(env[e]) if e in env else e for e in extra]
     out = tmp_path / "subset.jsonl"
@@ -72,6 +72,19 @@ def test_each_stage_and_method(env, tmp_path, stage, extra, method):
     assert manifest["selection"]["stage"] == stage
     assert manifest["selected_ids"] == [r["id"] for r in rows]
     assert "torch" in manifest["versions"]
+    if method in ("delift", "delift-q", "fl-only"):
+        # Utility methods annotate each row with its quality signals and score.
+        assert all(0.0 <= r["_delift"]["quality"] <= 1.0 for r in rows)
+        assert all(isinstance(r["_delift"]["help_logprob"], float) for r in rows)
+
+
+def test_default_method_is_delift_q_with_its_prior(env, tmp_path):
+    out = tmp_path / "subset.jsonl"
+    assert select(env, out, "--budget", "4", "--quality-gate", "0.5") == 0
+    manifest = json.loads((tmp_path / "subset.manifest.json").read_text())
+    assert manifest["selection"]["method"] == "delift-q"
+    assert manifest["selection"]["quality_gate"] == 0.5
+    assert manifest["selection"]["quality_signal"] == "help_logprob"
 
 
 def test_formats_and_reproducible_seed(env, tmp_path):
@@ -102,6 +115,8 @@ def test_formats_and_reproducible_seed(env, tmp_path):
         (["--stage", "task"], "--targets"),
         (["--stage", "continual"], "--existing"),
         (["--method", "magic"], "unknown method"),
+        (["--quality-gate", "1.5"], "quality gate"),
+        (["--quality-weight", "-1"], "quality weight"),
     ],
 )
 def test_bad_parameters_write_nothing(env, tmp_path, capsys, extra, message):

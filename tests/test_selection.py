@@ -358,7 +358,7 @@ def test_full_is_the_whole_pool():
 
 
 def test_registry_holds_every_method():
-    assert set(METHODS) == {"delift", "delift-se", "fl-only", "random", "full"}
+    assert set(METHODS) == {"delift", "delift-q", "delift-se", "fl-only", "random", "full"}
 
 
 def test_errors_are_actionable():
