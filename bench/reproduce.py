@@ -66,6 +66,7 @@ LABELS = {
     "delift-se": "DELIFT-SE",
     "fl-only": "FL-only",
     "delift": "DELIFT",
+    "delift-q": "DELIFT-Q",
     "full": "Full data",
 }
 GEN_METRICS = (("rouge1", "ROUGE-1"), ("rougeL", "ROUGE-L"), ("cosine", "cosine"), ("exact", "EM"))

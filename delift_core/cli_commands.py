@@ -22,7 +22,7 @@ from delift_core.errors import ConfigError
 from delift_core.export import jsonl_bytes
 from delift_core.files import save_matrix_atomic, write_bytes_atomic, write_json_atomic
 from delift_core.models import embedder_id, load_causal_lm, load_embedder
-from delift_core.pipeline import Embedder, StageUtilities, score_stage
+from delift_core.pipeline import Embedder, StageUtilities, score_stage, selection_inputs
 from delift_core.quality import SIGNALS, quality_rows, quality_score, quality_signals
 from delift_core.selection import UTILITY_METHODS
 from delift_core.utility import Progress
@@ -301,17 +301,15 @@ def cmd_select(args: argparse.Namespace) -> int:
         if sel.method == "fl-only":
             inputs = Inputs(inputs.pool, None, None)
         utilities, info = compute_stage(args, inputs, config)
-        quality = pool_quality(utilities, info.pop("emb_pool"), sel.quality_signal)
-        matrices = {
-            "u_pool": utilities.pool.matrix(sel.metric),
-            "u_query": utilities.query.matrix(sel.metric) if utilities.query else None,
-            "u_private": utilities.private.matrix(sel.metric) if utilities.private else None,
-            "quality": quality.score,
-        }
+        emb_pool = info.pop("emb_pool")
+        quality = pool_quality(utilities, emb_pool, sel.quality_signal)
+        matrices = selection_inputs(
+            utilities, sel.metric, emb_pool=emb_pool, quality_signal=sel.quality_signal
+        ).__dict__
     elif sel.method == "delift-se":
         matrices, info = embed_inputs(args, inputs)
     result = select_subset(
-        SelectionInputs(n, **matrices), method=sel.method, stage=sel.stage,
+        SelectionInputs(**{"n": n, **matrices}), method=sel.method, stage=sel.stage,
         kernel=sel.kernel, seed=sel.seed, max_budget=count if sel.method != "full" else None,
         quality_weight=sel.quality_weight, quality_gate=sel.quality_gate,
     )  # fmt: skip

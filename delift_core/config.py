@@ -43,7 +43,7 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 
 @dataclass(frozen=True)
 class TemplateConfig:
-    """Prompt templates of DESIGN.md §2.
+    """Prompt templates of docs/design.md §2.
 
     `no_example` has the placeholder {prompt_i}; `with_example` has {prompt_j}, {response_j}
     and ends with {prompt_i} followed by fixed text, so that every pair with the same example

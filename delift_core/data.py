@@ -104,7 +104,7 @@ class Record:
 
     @property
     def prompt(self) -> str:
-        """The text the model conditions on (DESIGN.md §2)."""
+        """The text the model conditions on (docs/design.md §2)."""
         return f"Instruction: {self.instruction}\nInput: {self.input}\n"
 
     @property

@@ -1,4 +1,4 @@
-"""Utility scoring on a Ray cluster (DESIGN.md §3, "beyond one machine").
+"""Utility scoring on a Ray cluster (docs/design.md §3, "beyond one machine").
 
 The driver plans a run exactly as `compute_utility` does (same pairs, same cache scope), reads
 the rows the cache already holds and splits the missing work into shards: blocks of whole

@@ -38,13 +38,15 @@ from delift_core.evaluate import (
 )
 from delift_core.metrics import bootstrap_mean, paired_difference
 from delift_core.models import LanguageModel
-from delift_core.pipeline import Embedder, PhaseProgressFn, score_stage
+from delift_core.pipeline import Embedder, PhaseProgressFn, score_stage, selection_inputs
 from delift_core.prompts import TextPair
-from delift_core.selection import METHODS, SelectionInputs, select_subset
+from delift_core.selection import METHODS, UTILITY_METHODS, SelectionInputs, select_subset
 
 log = logging.getLogger(__name__)
 
-DEFAULT_METHODS: tuple[str, ...] = ("initial", "random", "delift-se", "fl-only", "delift", "full")
+DEFAULT_METHODS: tuple[str, ...] = (
+    "initial", "random", "delift-se", "fl-only", "delift", "delift-q", "full",
+)  # fmt: skip
 EXTRA_LABELS: tuple[str, ...] = ("initial", "existing")
 
 StepFn = Callable[[str], None]
@@ -123,30 +125,24 @@ def select_methods(
     check_methods(methods, data.stage)
     count = SelectionConfig(stage=data.stage, budget=budget).budget_count(len(data.pool))
     n = len(data.pool)
-    inputs = SelectionInputs(n=n)
-    if any(m in ("delift", "fl-only") for m in methods):
+
+    def embed(records: Sequence[TextPair] | None) -> np.ndarray | None:
+        return embed_records(records, embedder.model, embedder.key, cache) if records else None
+
+    embeddings: dict[str, np.ndarray | None] = {}
+    if "delift-se" in methods or "delift-q" in methods:
+        embeddings["emb_pool"] = embed(data.pool)
+    if "delift-se" in methods:
+        embeddings["emb_targets"] = embed(data.targets) if data.stage == "task" else None
+        embeddings["emb_existing"] = embed(data.existing) if data.stage == "continual" else None
+    inputs = SelectionInputs(n=n, **embeddings)
+    if any(m in UTILITY_METHODS for m in methods):
         utilities = score_stage(
             lm, data.pool, scoring, targets=data.targets if data.stage == "task" else None,
             existing=data.existing if data.stage == "continual" else None,
             embedder=embedder, cache=cache, on_progress=on_progress,
         )  # fmt: skip
-        inputs = SelectionInputs(
-            n=n,
-            u_pool=utilities.pool.matrix(metric),
-            u_query=utilities.query.matrix(metric) if utilities.query else None,
-            u_private=utilities.private.matrix(metric) if utilities.private else None,
-        )
-    if "delift-se" in methods:
-
-        def embed(records: Sequence[TextPair] | None) -> np.ndarray | None:
-            return embed_records(records, embedder.model, embedder.key, cache) if records else None
-
-        inputs = SelectionInputs(
-            n=n, u_pool=inputs.u_pool, u_query=inputs.u_query, u_private=inputs.u_private,
-            emb_pool=embed(data.pool),
-            emb_targets=embed(data.targets) if data.stage == "task" else None,
-            emb_existing=embed(data.existing) if data.stage == "continual" else None,
-        )  # fmt: skip
+        inputs = selection_inputs(utilities, metric, **embeddings)
     subsets: dict[str, np.ndarray] = {}
     for method in methods:
         if method in EXTRA_LABELS:

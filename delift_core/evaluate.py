@@ -8,7 +8,7 @@ prompt (sentence-embedding cosine) are put in a few-shot prompt; the model then
 - generates greedily (up to `max_new_tokens`), and the answer is scored with ROUGE-1/ROUGE-L,
   embedding cosine similarity and exact match where the task has one (metrics.py).
 
-Every sequence has the layout of the utility engine (DESIGN.md §2): `tokens(prompt) + [EOS] +
+Every sequence has the layout of the utility engine (docs/design.md §2): `tokens(prompt) + [EOS] +
 tokens(" " + answer) + [EOS]`; generation starts after the separating EOS. With no examples the
 prompt is the engine's no-example template. Scores and generations are cached by the exact
 prompt text, so methods whose subsets give the same prompt share the work and reruns are fast.

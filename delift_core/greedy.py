@@ -1,6 +1,6 @@
 """Lazy greedy maximisation of facility location, for dense and sparse kernels.
 
-One routine serves the three objectives of DESIGN.md §2, all facility location in disguise:
+One routine serves the three objectives of docs/design.md §2, all facility location in disguise:
 
     FL      f(A)     = sum_i max_{j in A} K[i, j]
     FLMI    I(A; Q)  = sum_i min(max_{j in A} K[i, j], eta * max_t Q[i, t])

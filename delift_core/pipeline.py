@@ -1,4 +1,4 @@
-"""Score every matrix a stage needs (DESIGN.md §2, "matrices per stage")."""
+"""Score every matrix a stage needs (docs/design.md §2, "matrices per stage")."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from delift_core.cache import UtilityCache
-from delift_core.config import ScoringConfig
+from delift_core.config import DEFAULT_QUALITY_SIGNAL, ScoringConfig
 from delift_core.embeddings import embed_records, find_candidates
 from delift_core.errors import ConfigError
 from delift_core.models import LanguageModel
 from delift_core.prompts import TextPair
-from delift_core.quality import AnswerScores, score_answers
+from delift_core.quality import AnswerScores, quality_score, quality_signals, score_answers
+from delift_core.selection import SelectionInputs
 from delift_core.utility import CancelFn, Progress, UtilityResult, compute_utility
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,34 @@ class StageUtilities:
     def results(self) -> dict[str, UtilityResult]:
         named = {"pool": self.pool, "query": self.query, "private": self.private}
         return {name: r for name, r in named.items() if r is not None}
+
+
+def selection_inputs(
+    utilities: StageUtilities,
+    metric: str = "rms",
+    *,
+    emb_pool: np.ndarray | None = None,
+    emb_targets: np.ndarray | None = None,
+    emb_existing: np.ndarray | None = None,
+    quality_signal: str = DEFAULT_QUALITY_SIGNAL,
+) -> SelectionInputs:
+    """Everything selection may use from a scored stage: the utility matrices in `metric`, the
+    embeddings given, and the pool's quality score (by `quality_signal`) when the stage has
+    answer scores (stages stored before they existed have none)."""
+    quality = None
+    if utilities.answers is not None:
+        signals = quality_signals(utilities.answers, utilities.pool.rms, emb_pool)
+        quality = quality_score(signals, quality_signal)
+    return SelectionInputs(
+        n=utilities.pool.rms.shape[0],
+        u_pool=utilities.pool.matrix(metric),
+        u_query=utilities.query.matrix(metric) if utilities.query else None,
+        u_private=utilities.private.matrix(metric) if utilities.private else None,
+        emb_pool=emb_pool,
+        emb_targets=emb_targets,
+        emb_existing=emb_existing,
+        quality=quality,
+    )
 
 
 @dataclass(frozen=True)

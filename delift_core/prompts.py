@@ -1,4 +1,4 @@
-"""Template filling and tokenisation plans for the utility engine (DESIGN.md §2).
+"""Template filling and tokenisation plans for the utility engine (docs/design.md §2).
 
 Every scored sequence is `tokens(template) + [EOS] + tokens(response) + [EOS]`. With an example,
 the template text splits at {prompt_i} into a prefix shared by every target of that example and a

@@ -1,4 +1,4 @@
-"""Plain per-pair reference of DESIGN.md §2, the yardstick for every engine optimisation.
+"""Plain per-pair reference of docs/design.md §2, the yardstick for every engine optimisation.
 
 One whole-string tokenisation and one full forward pass (logits at every position) per pair,
 no prefix cache, no batching. Slow by design; used by tests and benchmarks.

@@ -33,7 +33,7 @@ class RunEstimate:
 def estimate_run(
     n_pool: int, mode: str, k: int, n_targets: int = 0, n_existing: int = 0
 ) -> RunEstimate:
-    """Pairs, passes and peak matrix memory of scoring a stage (DESIGN.md §2 matrices)."""
+    """Pairs, passes and peak matrix memory of scoring a stage (docs/design.md §2 matrices)."""
 
     def pairs(rows: int, cols: int, same: bool) -> int:
         if mode == "exact":
@@ -41,7 +41,9 @@ def estimate_run(
         return rows * (min(k, cols - int(same)) + int(same))
 
     total = pairs(n_pool, n_pool, True)
-    baselines = n_pool
+    # Each pool sample's answer is scored with its prompt (the baseline) and without it
+    # (quality signals, quality.py).
+    baselines = 2 * n_pool
     if n_targets:
         total += pairs(n_targets, n_pool, False)
         baselines += n_targets

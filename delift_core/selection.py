@@ -1,7 +1,7 @@
 """Subset selection: DELIFT's objectives, its baselines and a registry of methods.
 
 Matrices follow one orientation: rows are the items to be represented, columns the examples
-that get selected (DESIGN.md §2).
+that get selected (docs/design.md §2).
 
 - `u_pool` (n, n): U[i, j] = how much pool sample j helps pool sample i.
 - `u_query` (t, n): how much pool sample j helps target t.

@@ -1,4 +1,4 @@
-"""The utility engine: U[i, j] = d(i | no example) - d(i | example j) (DESIGN.md §2).
+"""The utility engine: U[i, j] = d(i | no example) - d(i | example j) (docs/design.md §2).
 
 Rows are targets i, columns are examples j. Exact mode scores every pair; sparse mode only the
 candidate pairs given (each target's nearest examples). Per example, the prefix

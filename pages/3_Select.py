@@ -9,9 +9,18 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from delift_core.config import KERNELS, METRICS
+from delift_core.config import (
+    DEFAULT_METHOD,
+    DEFAULT_QUALITY_GATE,
+    DEFAULT_QUALITY_SIGNAL,
+    DEFAULT_QUALITY_WEIGHT,
+    KERNELS,
+    METRICS,
+    QUALITY_SIGNALS,
+)
 from delift_core.errors import DeliftError
 from delift_core.pipeline import list_stages
+from delift_core.quality import quality_score
 from delift_core.selection import METHODS
 from ui import explain, layout, plots, registry, state, tasks
 
@@ -27,10 +36,19 @@ STAGE_LABELS = {
     "continual": "Continual (FLCG w.r.t. the existing set)",
 }
 METHOD_HELP = (
-    "delift: DELIFT's utility kernel with the stage's objective. delift-se: the same objectives "
-    "on sentence-embedding similarity. fl-only: utility kernel, plain facility location. random: "
-    "a seeded random subset. full: the whole pool."
+    "delift-q: DELIFT with a quality prior: prefers samples whose own prompt helps the model "
+    "predict their answer; the lowest-quality fraction (gate) is picked last (settings under "
+    "Advanced). delift: the paper's method, DELIFT's utility kernel with the stage's objective. "
+    "delift-se: the same objectives on sentence-embedding similarity. fl-only: utility kernel, "
+    "plain facility location. random: a seeded random subset. full: the whole pool."
 )
+SIGNAL_HELP = (
+    "What the quality score ranks by. help_logprob / help_rms: how much the sample's prompt "
+    "raises the model's probability of its answer (higher is better). ifd_logprob / ifd_rms: "
+    "the answer's loss with the prompt over without it (lower is better)."
+)
+# Methods in the selectbox: the default first, so a new session starts on it.
+METHOD_CHOICES = [DEFAULT_METHOD, *(m for m in METHODS if m != DEFAULT_METHOD)]
 
 # Stages scored by this app record their data sources; others cannot be shown here.
 stages = [
@@ -96,7 +114,7 @@ stage = c1.radio(
     format_func=STAGE_LABELS.get,
     key="select_stage",
 )
-method = c2.selectbox("Method", list(METHODS), key="select_method", help=METHOD_HELP)
+method = c2.selectbox("Method", METHOD_CHOICES, key="select_method", help=METHOD_HELP)
 kernel = c3.radio(
     "Kernel",
     list(KERNELS),
@@ -108,6 +126,39 @@ with st.expander("Advanced"):
     a1, a2 = st.columns(2)
     metric = a1.radio("Utility", list(METRICS), horizontal=True, key="select_metric")
     seed = int(a2.number_input("Seed (random method)", 0, 2**31 - 1, 0, key="select_seed"))
+    q1, q2, q3 = st.columns(3)
+    not_q = method != "delift-q"
+    quality_weight = float(
+        q1.number_input(
+            "Quality weight (delift-q)",
+            min_value=0.0,
+            value=float(DEFAULT_QUALITY_WEIGHT),
+            step=0.1,
+            key="select_quality_weight",
+            disabled=not_q,
+            help="How strongly delift-q prefers high-quality samples; 0 gives DELIFT's order "
+            "within each gate tier.",
+        )
+    )
+    quality_gate = float(
+        q2.slider(
+            "Quality gate (delift-q)",
+            0.0,
+            0.9,
+            float(DEFAULT_QUALITY_GATE),
+            0.05,
+            key="select_quality_gate",
+            disabled=not_q,
+            help="This lowest-quality fraction of the pool is picked only after all the rest.",
+        )
+    )
+    quality_signal = q3.selectbox(
+        "Quality signal",
+        list(QUALITY_SIGNALS),
+        index=list(QUALITY_SIGNALS).index(DEFAULT_QUALITY_SIGNAL),
+        key="select_quality_signal",
+        help=SIGNAL_HELP + " Used by delift-q and by the quality score below.",
+    )
 fraction = st.slider(
     "Budget (fraction of the pool)", 0.01, 1.0, 0.3, 0.01, key="select_budget", format="%.2f"
 )
@@ -115,7 +166,17 @@ fraction = st.slider(
 try:
     with st.spinner("Selecting..."):
         result = registry.full_selection(
-            cache, key, meta, method=method, stage=stage, kernel=kernel, metric=metric, seed=seed
+            cache,
+            key,
+            meta,
+            method=method,
+            stage=stage,
+            kernel=kernel,
+            metric=metric,
+            seed=seed,
+            quality_weight=quality_weight,
+            quality_gate=quality_gate,
+            quality_signal=quality_signal,
         )
 except DeliftError as exc:
     st.warning(layout.escape_md(exc))
@@ -140,9 +201,34 @@ with right:
         st.plotly_chart(plots.objective_curve(result.objective, n, count), key="select_curve")
 
 ids = [r.id for r in pool.records]
+chosen_mask = np.zeros(n, dtype=bool)
+chosen_mask[chosen] = True
+# The pool's own label fields (e.g. the demo's `quality` and `family`): table columns, and map
+# colourings where they have few distinct values. Fields a field map read the texts from are
+# the texts themselves.
+field_map = meta["pool"]["spec"].get("field_map") or {}
+extra = explain.extra_fields(pool.records, exclude=list(field_map.values()))
+categorical = explain.categorical_fields(pool.records, extra)
 picked: list[int] = []
 with left:
-    st.caption("Map of the pool: selected and discarded samples (click, box or lasso to inspect)")
+    colour_by = "selection"
+    if categorical:
+        colour_by = st.selectbox(
+            "Colour the map by",
+            ["selection", *categorical],
+            key="select_map_colour",
+            help="selection: selected vs discarded. A field of the pool: one colour per value, "
+            "selected samples filled, discarded ones open.",
+        )
+    if colour_by == "selection":
+        st.caption(
+            "Map of the pool: selected and discarded samples (click, box or lasso to inspect)"
+        )
+    else:
+        st.caption(
+            f"Map of the pool by {layout.escape_md(colour_by)}: filled circles are selected, "
+            "open circles discarded (click, box or lasso to inspect)"
+        )
     coords = registry.cached_map(cache, pool)
     if coords is None:
 
@@ -173,7 +259,13 @@ with left:
                 st.error(f"The map failed: {layout.escape_md(failed[0].error)}")
     else:
         hover = plots.hover_lines(ids, [r.instruction for r in pool.records])
-        figure, traces = plots.selection_map(coords, hover, result.order, result.gains, count)
+        if colour_by == "selection":
+            figure, traces = plots.selection_map(coords, hover, result.order, result.gains, count)
+        else:
+            labels = explain.field_values(pool.records, colour_by)
+            figure, traces = plots.category_map(
+                coords, hover, result.order, result.gains, count, labels
+            )
         event = st.plotly_chart(
             figure,
             key="select_map",
@@ -181,6 +273,36 @@ with left:
             selection_mode=("points", "box", "lasso"),
         )
         picked = plots.selected_indices(event, traces)
+
+st.subheader("Sample quality")
+signals = registry.pool_quality(cache, key, meta)
+if signals is None:
+    st.info(f"No quality signals: {registry.RESCORE_HINT}.")
+else:
+    quality = quality_score(signals, quality_signal)
+    st.caption(
+        f"Quality score: each sample's rank by {quality_signal} within the pool, from 0 (worst) "
+        "to 1 (best). Status and rank are at the current budget; click a column header to sort."
+    )
+    t1, t2 = st.columns([3, 2])
+    table = explain.quality_table(pool.records, signals, quality, result.order, count, extra)
+    t1.dataframe(
+        table,
+        hide_index=True,
+        height=360,
+        key="select_quality_table",
+        column_config={
+            name: st.column_config.NumberColumn(format="%.4f")
+            for name in ["quality score", *signals]
+        },
+    )
+    # Signals without values (max_similarity before the embeddings exist) have no histogram.
+    shown = ["quality score", *(k for k, v in signals.items() if np.isfinite(v).any())]
+    column = t2.selectbox("Histogram of", shown, key="select_quality_hist")
+    values = quality if column == "quality score" else signals[column]
+    t2.plotly_chart(
+        plots.selection_histogram(values, chosen_mask, column), key="select_quality_chart"
+    )
 
 st.subheader("Inspect samples")
 typed = st.text_input(
@@ -252,6 +374,9 @@ if s2.button("Save selection", type="primary", key="select_save"):
         "kernel": kernel,
         "metric": metric,
         "seed": seed,
+        "quality_weight": quality_weight,
+        "quality_gate": quality_gate,
+        "quality_signal": quality_signal,
         "fraction": fraction,
         "count": count,
         "n": n,

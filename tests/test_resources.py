@@ -17,7 +17,8 @@ from delift_core.resources import (
 def test_exact_and_sparse_pair_counts():
     exact = estimate_run(100, "exact", 8, n_targets=10, n_existing=20)
     assert exact.pairs == 100 * 100 + 10 * 100 + 100 * 20
-    assert exact.passes == exact.pairs + 110
+    # Baselines of pool and targets, and each pool answer without its prompt (quality).
+    assert exact.passes == exact.pairs + 110 + 100
     sparse = estimate_run(100, "sparse", 8, n_targets=10)
     assert sparse.pairs == 100 * 9 + 10 * 8
     assert estimate_run(3, "sparse", 8).pairs == 3 * 3  # k capped by the pool

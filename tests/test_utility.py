@@ -1,4 +1,4 @@
-"""The engine against the plain per-pair reference (DESIGN.md §2), on a tiny random model."""
+"""The engine against the plain per-pair reference (docs/design.md §2), on a tiny random model."""
 
 from __future__ import annotations
 

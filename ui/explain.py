@@ -1,12 +1,13 @@
-"""Why a sample was picked: its strongest entries in the utility matrices (no Streamlit).
+"""Why a sample was picked: its strongest entries in the utility matrices, and the per-sample
+quality table with the pool's own label fields (no Streamlit).
 
-Orientation (DESIGN.md §2): U[i, j] = how much example j helps target i. A sample's column says
+Orientation (docs/design.md §2): U[i, j] = how much example j helps target i. A sample's column says
 whom it helps; its row says who helps it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,12 @@ import scipy.sparse as sp
 from ui.plots import shorten
 
 Matrix = np.ndarray | sp.csr_matrix
+
+# The canonical texts and the schema fields they are read from: never repeated as extra columns.
+TEXT_FIELDS = frozenset({"id", "instruction", "input", "output", "prompt", "completion"})
+MAX_EXTRA_FIELDS = 8
+MAX_CATEGORIES = 20
+MISSING = "(missing)"
 
 
 def top_entries(
@@ -61,3 +68,74 @@ def parse_ids(text: str, ids: Sequence[str]) -> tuple[list[int], list[str]]:
         else:
             missing.append(token)
     return list(dict.fromkeys(found)), missing
+
+
+def extra_fields(records: Sequence[Any], exclude: Sequence[str] = ()) -> list[str]:
+    """Source fields that hold text wherever present (e.g. a `quality` or `family` label), in
+    first-seen order, at most MAX_EXTRA_FIELDS; the canonical texts and `exclude` (fields a
+    field map read the texts from) are left out."""
+    skip = TEXT_FIELDS | set(exclude)
+    seen: dict[str, bool] = {}  # field -> every value so far is text
+    for record in records:
+        for name, value in record.fields.items():
+            if name in skip:
+                continue
+            text = isinstance(value, str) or value is None
+            seen[name] = seen.get(name, True) and text
+    textual = [name for name, ok in seen.items() if ok and any(r.fields.get(name) for r in records)]
+    return textual[:MAX_EXTRA_FIELDS]
+
+
+def field_values(records: Sequence[Any], name: str) -> list[str]:
+    """One label per record: the field's text, or MISSING where it is absent or empty."""
+    return [str(r.fields.get(name) or MISSING) for r in records]
+
+
+def categorical_fields(
+    records: Sequence[Any], fields: Sequence[str], max_values: int = MAX_CATEGORIES
+) -> list[str]:
+    """Those of `fields` with at most `max_values` distinct values: the ones a map can be
+    coloured by (free text would give one colour per sample)."""
+    out = []
+    for name in fields:
+        distinct = set()
+        for value in field_values(records, name):
+            distinct.add(value)
+            if len(distinct) > max_values:
+                break
+        if len(distinct) <= max_values:
+            out.append(name)
+    return out
+
+
+def quality_table(
+    records: Sequence[Any],
+    signals: Mapping[str, np.ndarray],
+    score: np.ndarray,
+    order: np.ndarray,
+    count: int,
+    extra: Sequence[str] = (),
+) -> pd.DataFrame:
+    """One row per pool sample: id, status at this budget, rank in the pick order (None when
+    never picked), quality score, each signal, the shortened instruction and the `extra` source
+    fields (renamed "<name> (field)" where a name is already a column)."""
+    n = len(records)
+    rank = np.full(n, -1, dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    chosen = np.zeros(n, dtype=bool)
+    chosen[order[:count]] = True
+    table = pd.DataFrame(
+        {
+            "id": [r.id for r in records],
+            "status": np.where(chosen, "selected", "discarded"),
+            "rank": pd.arrays.IntegerArray(rank + 1, mask=rank < 0),
+            "quality score": np.asarray(score, dtype=np.float64),
+        }
+    )
+    for name, values in signals.items():
+        table[name] = np.asarray(values, dtype=np.float64)
+    table["instruction"] = [shorten(r.instruction, 100) for r in records]
+    for name in extra:
+        column = f"{name} (field)" if name in table.columns else name
+        table[column] = [shorten(v, 60) for v in field_values(records, name)]
+    return table

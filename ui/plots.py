@@ -1,5 +1,6 @@
-"""Plotly figures of the app: the pool map (selected vs discarded), the objective curve and the
-comparison map. User text appears only as hover text, HTML-escaped."""
+"""Plotly figures of the app: the pool map (selected vs discarded, or by category), the objective
+curve, the histogram of a per-sample value and the comparison map. User text appears only as
+hover text, HTML-escaped."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.colors import qualitative
 
 # Above this many points WebGL markers keep the map responsive.
 WEBGL_ABOVE = 5000
 SELECTED_COLOR = "#e4572e"
 DISCARDED_COLOR = "#b8c0cc"
 PALETTE = ("#1f77b4", "#e4572e", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b")
+# Colours of a categorical map: enough distinct ones for the 20 categories the page allows.
+CATEGORY_COLORS = PALETTE + tuple(qualitative.Dark24)
 
 
 # Above this many points per trace, a seeded random sample is drawn (the legend says so).
@@ -53,6 +57,34 @@ def hover_lines(ids: Sequence[str], instructions: Sequence[str]) -> list[str]:
     ]
 
 
+def _pick_state(
+    n: int, order: np.ndarray, gains: np.ndarray, count: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pool index: its rank in `order` (-1 if never picked), its gain and whether it is among
+    the first `count` picks."""
+    rank = np.full(n, -1, dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    gain = np.full(n, np.nan)
+    gain[order] = gains
+    chosen = np.zeros(n, dtype=bool)
+    chosen[order[:count]] = True
+    return rank, gain, chosen
+
+
+def _hover(
+    hover: Sequence[str], idx: np.ndarray, rank: np.ndarray, gain: np.ndarray, n: int
+) -> tuple[list[str] | None, str]:
+    """Hover text and template of a map trace; large maps show the sample number only."""
+    if n > HOVER_TEXT_UP_TO:
+        return None, "sample #%{customdata}<extra></extra>"
+    text = [
+        f"{hover[i]}<br>rank {rank[i] + 1 if rank[i] >= 0 else '–'}"
+        + (f" · gain {gain[i]:.4f}" if np.isfinite(gain[i]) else "")
+        for i in idx
+    ]
+    return text, "%{text}<extra></extra>"
+
+
 def selection_map(
     coords: np.ndarray,
     hover: Sequence[str],
@@ -66,12 +98,7 @@ def selection_map(
     gains. Returns the figure and, per trace, the pool indices of its points (for selections).
     """
     n = coords.shape[0]
-    rank = np.full(n, -1, dtype=np.int64)
-    rank[order] = np.arange(len(order))
-    gain = np.full(n, np.nan)
-    gain[order] = gains
-    chosen = np.zeros(n, dtype=bool)
-    chosen[order[:count]] = True
+    rank, gain, chosen = _pick_state(n, order, gains, count)
     scatter = _scatter(n)
     fig = go.Figure()
     traces = []
@@ -82,15 +109,7 @@ def selection_map(
         every = np.flatnonzero(mask)
         idx = thin(every)
         traces.append(idx)
-        if n <= HOVER_TEXT_UP_TO:
-            text = [
-                f"{hover[i]}<br>rank {rank[i] + 1 if rank[i] >= 0 else '–'}"
-                + (f" · gain {gain[i]:.4f}" if np.isfinite(gain[i]) else "")
-                for i in idx
-            ]
-            template = "%{text}<extra></extra>"
-        else:
-            text, template = None, "sample #%{customdata}<extra></extra>"
+        text, template = _hover(hover, idx, rank, gain, n)
         fig.add_trace(
             scatter(
                 x=coords[idx, 0],
@@ -103,6 +122,73 @@ def selection_map(
                 hovertemplate=template,
             )
         )
+    _style_map(fig)
+    return fig, traces
+
+
+def category_map(
+    coords: np.ndarray,
+    hover: Sequence[str],
+    order: np.ndarray,
+    gains: np.ndarray,
+    count: int,
+    labels: Sequence[str],
+) -> tuple[go.Figure, list[np.ndarray]]:
+    """Map of the pool coloured by a categorical label, one colour per category.
+
+    Selected points (the first `count` of `order`) are filled circles, discarded ones faint open
+    circles, so the selection stays visible under any colouring. Each non-empty (category,
+    status) pair is one trace; a category has one legend entry, which toggles both of its traces.
+    Returns the figure and, per trace, the pool indices of its points (as `selection_map`).
+    """
+    n = coords.shape[0]
+    if len(labels) != n:
+        raise ValueError(f"{len(labels)} labels for {n} points")
+    rank, gain, chosen = _pick_state(n, order, gains, count)
+    values = np.asarray([str(v) for v in labels], dtype=object)
+    names, counts = np.unique(values, return_counts=True)
+    # Largest categories first, so the first colours go to the bulk of the pool.
+    categories = [str(names[i]) for i in np.lexsort((names, -counts))]
+    scatter = _scatter(n)
+    fig = go.Figure()
+    traces = []
+    for c, category in enumerate(categories):
+        color = CATEGORY_COLORS[c % len(CATEGORY_COLORS)]
+        members = values == category
+        total, picked = int(members.sum()), int((members & chosen).sum())
+        name = f"{html.escape(shorten(category, 40))} ({picked:,} of {total:,} selected)"
+        if max(picked, total - picked) > MAX_POINTS_PER_TRACE:
+            name += ", a sample shown"
+        legend = True
+        for status, mask in (("selected", members & chosen), ("discarded", members & ~chosen)):
+            every = np.flatnonzero(mask)
+            if not len(every):
+                continue
+            idx = thin(every)
+            traces.append(idx)
+            text, template = _hover(hover, idx, rank, gain, n)
+            selected = status == "selected"
+            fig.add_trace(
+                scatter(
+                    x=coords[idx, 0],
+                    y=coords[idx, 1],
+                    mode="markers",
+                    name=name,
+                    legendgroup=category,
+                    showlegend=legend,
+                    opacity=1.0 if selected else 0.5,
+                    marker={
+                        "color": color,
+                        "size": 8 if selected else 6,
+                        "symbol": "circle" if selected else "circle-open",
+                        "line": {"width": 0 if selected else 1, "color": color},
+                    },
+                    customdata=idx,
+                    text=text,
+                    hovertemplate=template.replace("<extra></extra>", f"<extra>{status}</extra>"),
+                )
+            )
+            legend = False
     _style_map(fig)
     return fig, traces
 
@@ -154,6 +240,50 @@ def compare_map(
             )
         )
     _style_map(fig)
+    return fig
+
+
+def selection_histogram(
+    values: np.ndarray, chosen: np.ndarray, label: str, bins: int = 30
+) -> go.Figure:
+    """Stacked histogram of one per-sample value, selected vs discarded (NaN values left out).
+
+    Counts are binned here, so the figure stays small for any pool size. values (n,) float;
+    chosen (n,) bool; label: the x-axis title.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    chosen = np.asarray(chosen, dtype=bool)
+    known = np.isfinite(values)
+    fig = go.Figure()
+    if known.any():
+        edges = np.histogram_bin_edges(values[known], bins=bins)
+        centers, widths = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
+        for name, mask, color in (
+            ("selected", chosen, SELECTED_COLOR),
+            ("discarded", ~chosen, DISCARDED_COLOR),
+        ):
+            counts, _ = np.histogram(values[known & mask], bins=edges)
+            fig.add_trace(
+                go.Bar(
+                    x=centers,
+                    y=counts,
+                    width=widths,
+                    name=f"{name} ({int((known & mask).sum()):,})",
+                    marker={"color": color},
+                    customdata=np.stack([edges[:-1], edges[1:]], axis=1),
+                    hovertemplate="%{customdata[0]:.3f} to %{customdata[1]:.3f}: %{y:,}"
+                    + f"<extra>{name}</extra>",
+                )
+            )
+    fig.update_layout(
+        barmode="stack",
+        bargap=0,
+        height=300,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        xaxis_title=html.escape(label),
+        yaxis_title="samples",
+        legend={"orientation": "h", "y": 1.1, "x": 0},
+    )
     return fig
 
 

@@ -20,12 +20,18 @@ from typing import Any
 import numpy as np
 
 from delift_core.cache import UtilityCache
+from delift_core.config import (
+    DEFAULT_QUALITY_GATE,
+    DEFAULT_QUALITY_SIGNAL,
+    DEFAULT_QUALITY_WEIGHT,
+)
 from delift_core.data import Dataset, hash_records, load_bytes, load_dataset
 from delift_core.embeddings import embed_records
 from delift_core.errors import ConfigError, DataError
 from delift_core.models import LanguageModel, embedder_id, load_causal_lm, load_embedder
 from delift_core.pipeline import Embedder, StageUtilities, load_stage
 from delift_core.projection import load_projection
+from delift_core.quality import quality_score, quality_signals
 from delift_core.selection import SelectionInputs, SelectionResult, select_subset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +47,7 @@ _uploads: dict[str, tuple[str, bytes]] = {}  # digest -> (name, bytes), this pro
 _rates: dict[str, float] = {}  # model name -> forward passes per second
 _stages: OrderedDict[tuple[str, str], StageUtilities] = OrderedDict()
 _selections: OrderedDict[tuple, SelectionResult] = OrderedDict()
+_signals: OrderedDict[tuple, dict[str, np.ndarray]] = OrderedDict()
 _tiny: dict[str, Any] = {}  # the tiny test model, built once
 _tiny_lock = threading.Lock()
 _MAX_DATASETS = 16
@@ -107,7 +114,7 @@ def _canonical(spec: dict[str, Any]) -> str:
 def reset() -> None:
     """Forget every dataset, upload, rate and result held in memory (tests)."""
     with _lock:
-        for store in (_datasets, _by_spec, _uploads, _rates, _stages, _selections):
+        for store in (_datasets, _by_spec, _uploads, _rates, _stages, _selections, _signals):
             store.clear()
 
 
@@ -270,6 +277,50 @@ def stage_utilities(cache: UtilityCache, key: str) -> StageUtilities:
     return stage
 
 
+RESCORE_HINT = (
+    "these scores were computed by an older version that did not record the quality signals;"
+    " score the pool again on the Score page (the pairs come from the cache, so it is fast)"
+)
+
+
+def pool_quality(
+    cache: UtilityCache, key: str, meta: dict[str, Any]
+) -> dict[str, np.ndarray] | None:
+    """The pool's quality signals of a stage (delift_core.quality.quality_signals), or None when
+    the stage was stored before answer scores were.
+
+    max_similarity needs the pool's embeddings: NaN until the map job has stored them. Kept in
+    memory per stage and per embeddings-present, since max_similarity is O(n^2) to compute.
+    """
+    utilities = stage_utilities(cache, key)
+    if utilities.answers is None:
+        return None
+    emb_pool = cached_embeddings(cache, load_source(meta["pool"]["spec"], cache))
+    memo = (str(cache.path), key, emb_pool is not None)
+    with _lock:
+        if memo in _signals:
+            _signals.move_to_end(memo)
+            return _signals[memo]
+    signals = quality_signals(utilities.answers, utilities.pool.matrix("rms"), emb_pool)
+    with _lock:
+        _signals[memo] = signals
+        while len(_signals) > 4:
+            _signals.popitem(last=False)
+    return signals
+
+
+def _quality_inputs(
+    cache: UtilityCache, key: str, meta: dict[str, Any], method: str, signal: str
+) -> np.ndarray | None:
+    """SelectionInputs.quality: the pool's quality score by `signal`, needed by delift-q only."""
+    if method != "delift-q":
+        return None
+    signals = pool_quality(cache, key, meta)
+    if signals is None:
+        raise ConfigError(f"delift-q needs quality signals, but {RESCORE_HINT}")
+    return quality_score(signals, signal)
+
+
 def full_selection(
     cache: UtilityCache,
     key: str,
@@ -280,9 +331,20 @@ def full_selection(
     kernel: str,
     metric: str,
     seed: int,
+    quality_weight: float = DEFAULT_QUALITY_WEIGHT,
+    quality_gate: float = DEFAULT_QUALITY_GATE,
+    quality_signal: str = DEFAULT_QUALITY_SIGNAL,
 ) -> SelectionResult:
-    """The complete greedy order of one method on a stage (every budget is a prefix of it)."""
+    """The complete greedy order of one method on a stage (every budget is a prefix of it).
+
+    quality_weight, quality_gate and quality_signal set delift-q's quality prior; the other
+    methods ignore them. Raises ConfigError when delift-q meets a stage scored without answer
+    scores (older versions), with the fix.
+    """
+    # The quality settings only change delift-q's order: other methods share one memo entry.
+    prior = (float(quality_weight), float(quality_gate), quality_signal)
     memo = (str(cache.path), key, method, stage, kernel, metric, seed)
+    memo += prior if method == "delift-q" else ()
     with _lock:
         if memo in _selections:
             _selections.move_to_end(memo)
@@ -303,9 +365,18 @@ def full_selection(
         u_pool=utilities.pool.matrix(metric),
         u_query=utilities.query.matrix(metric) if utilities.query else None,
         u_private=utilities.private.matrix(metric) if utilities.private else None,
+        quality=_quality_inputs(cache, key, meta, method, quality_signal),
         **embeddings,
     )
-    result = select_subset(inputs, method=method, stage=stage, kernel=kernel, seed=seed)
+    result = select_subset(
+        inputs,
+        method=method,
+        stage=stage,
+        kernel=kernel,
+        seed=seed,
+        quality_weight=quality_weight,
+        quality_gate=quality_gate,
+    )
     with _lock:
         _selections[memo] = result
         while len(_selections) > 32:

@@ -29,6 +29,7 @@ PHASE_LABELS = {
     "pool": "scoring the pool",
     "targets": "scoring the targets",
     "existing": "scoring against the existing set",
+    "quality": "scoring each answer without its prompt (quality signals)",
 }
 
 

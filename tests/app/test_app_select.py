@@ -1,7 +1,11 @@
-"""Select page: stages, methods and budget with instant re-selection, the map, inspection and
-saving a named selection."""
+"""Select page: stages, methods and budget with instant re-selection, the map, inspection,
+the quality table and saving a named selection."""
 
 from __future__ import annotations
+
+import base64
+import json
+from dataclasses import replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -17,10 +21,18 @@ from apptools import (
     with_data,
 )
 
-from delift_core.config import ScoringConfig
-from delift_core.pipeline import load_stage
+from delift_core.config import (
+    DEFAULT_METHOD,
+    DEFAULT_QUALITY_GATE,
+    DEFAULT_QUALITY_SIGNAL,
+    DEFAULT_QUALITY_WEIGHT,
+    ScoringConfig,
+)
+from delift_core.errors import ConfigError
+from delift_core.pipeline import list_stages, load_stage, save_stage
+from delift_core.quality import quality_score, quality_signals
 from delift_core.selection import SelectionInputs, select_subset
-from ui import explain, plots, registry
+from ui import explain, plots, registry, state
 
 
 def test_empty_state_without_scores():
@@ -37,9 +49,10 @@ def test_budget_method_map_inspect_and_save():
     assert at.radio(key="select_stage").options == ["Instruction tuning (FL on the pool)"]
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Selected"] == "2 of 6"  # round(0.3 * 6)
-    assert set(chart_keys(at)) == {"select_map", "select_curve"}
+    assert set(chart_keys(at)) == {"select_map", "select_curve", "select_quality_chart"}
 
-    # The page's pick order is DELIFT's greedy order on the stored matrix.
+    # With method delift, the page's pick order is DELIFT's greedy order on the stored matrix.
+    at.selectbox(key="select_method").set_value("delift").run()
     cache, _ = services()
     stage = load_stage(cache, key)
     expected = select_subset(
@@ -130,3 +143,159 @@ def test_top_entries_dense_and_sparse():
     assert explain.top_entries(sparse, 1, "col") == [(2, 0.75), (0, -0.5)]
     assert explain.top_entries(sparse, 0, "col") == [(1, 0.25)]
     assert explain.top_entries(sparse, 0, "row") == [(1, -0.5)]
+
+
+def _figure(at, key: str) -> dict:
+    """The Plotly figure (as JSON) of the chart with this key."""
+    for element in at.main:
+        if getattr(element, "type", None) == "plotly_chart" and element.key == key:
+            return json.loads(element.proto.spec)
+    raise AssertionError(f"no chart {key!r}")
+
+
+def _array(value: object) -> np.ndarray:
+    """A figure's data array: a list, or the typed base64 form Plotly writes for numpy arrays."""
+    if isinstance(value, dict) and "bdata" in value:
+        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        shape = value.get("shape")
+        return flat.reshape([int(d) for d in shape.split(",")]) if shape else flat
+    return np.asarray(value)
+
+
+def _expected_default_order(key: str, n: int) -> np.ndarray:
+    """The default method's pick order with the default quality prior, from the library."""
+    cache, _ = services()
+    stage = load_stage(cache, key)
+    pool = registry.load_source(demo_handle(n)["spec"], cache)
+    signals = quality_signals(
+        stage.answers, stage.pool.rms, registry.cached_embeddings(cache, pool)
+    )
+    quality = quality_score(signals, DEFAULT_QUALITY_SIGNAL)
+    inputs = SelectionInputs(n, u_pool=stage.pool.rms, quality=quality)
+    return select_subset(inputs, method=DEFAULT_METHOD, stage="instruction").order
+
+
+def test_default_method_quality_table_histogram_and_saved_prior():
+    pool = demo_handle(8)
+    key = score(pool)
+    at = with_data(page("3_Select.py"), pool=pool).run()
+    assert_clean(at)
+    method = at.selectbox(key="select_method")
+    assert method.value == DEFAULT_METHOD and method.options[0] == DEFAULT_METHOD
+    assert {m.label: m.value for m in at.metric}["Selected"] == "2 of 8"
+
+    table = frame(at, "id", "status", "rank", "quality score", "instruction")
+    assert len(table) == 8 and table["id"].is_unique
+    assert table["quality score"].between(0, 1).all()
+    # The demo's own label fields come along, so poor rows can be checked against the score.
+    assert {"help_logprob", "ifd_rms", "max_similarity", "quality", "family"} <= set(table)
+    assert set(table["quality"]) <= {"good", "poor", "near-duplicate"}
+    order = _expected_default_order(key, 8)
+    ids = np.array([f"demo-{i + 1:04d}" for i in range(8)])
+    selected = table[table["status"] == "selected"]
+    assert set(selected["id"]) == set(ids[order[:2]])
+    assert sorted(selected["rank"].tolist()) == [1, 2]
+    assert table.set_index("id").loc[ids[order[7]], "rank"] == 8
+
+    at.selectbox(key="select_quality_hist").set_value("help_rms").run()
+    assert_clean(at)
+    bars = _figure(at, "select_quality_chart")["data"]
+    assert [b["name"].split(" ")[0] for b in bars] == ["selected", "discarded"]
+    assert sum(_array(b["y"]).sum() for b in bars) == 8
+
+    at.button(key="select_save").click().run()
+    assert_clean(at)
+    cache, _ = services()
+    name = f"{DEFAULT_METHOD}-instruction-25pct"
+    indices, meta = registry.load_selection(cache, name)
+    np.testing.assert_array_equal(indices, order[:2])
+    assert meta["method"] == DEFAULT_METHOD
+    assert meta["quality_weight"] == DEFAULT_QUALITY_WEIGHT
+    assert meta["quality_gate"] == DEFAULT_QUALITY_GATE
+    assert meta["quality_signal"] == DEFAULT_QUALITY_SIGNAL
+
+
+def test_quality_settings_reach_delift_q():
+    pool = demo_handle(8)
+    key = score(pool)
+    at = with_data(page("3_Select.py"), pool=pool).run()
+    at.selectbox(key="select_method").set_value("delift-q").run()
+    at.number_input(key="select_quality_weight").set_value(0.0).run()
+    at.slider(key="select_quality_gate").set_value(0.0).run()
+    at.selectbox(key="select_quality_signal").set_value("ifd_rms").run()
+    assert_clean(at)
+    # No weight and no gate: the prior is off and delift-q picks exactly as delift.
+    cache, _ = services()
+    delift = select_subset(
+        SelectionInputs(8, u_pool=load_stage(cache, key).pool.rms),
+        method="delift",
+        stage="instruction",
+    )
+    table = frame(at, "id", "status", "rank", "quality score")
+    ids = np.array([f"demo-{i + 1:04d}" for i in range(8)])
+    ranked = table.dropna(subset=["rank"]).sort_values("rank")
+    assert list(ranked["id"]) == list(ids[delift.order])
+    at.button(key="select_save").click().run()
+    meta = registry.load_selection(cache, "delift-q-instruction-25pct")[1]
+    assert (meta["quality_weight"], meta["quality_gate"]) == (0.0, 0.0)
+    assert meta["quality_signal"] == "ifd_rms"
+
+
+def test_map_coloured_by_a_categorical_field():
+    pool = demo_handle(12)
+    score(pool)
+    at = with_data(page("3_Select.py"), pool=pool).run()
+    assert_clean(at)
+    colour = at.selectbox(key="select_map_colour")
+    assert colour.value == "selection" and set(colour.options) == {"selection", "quality", "family"}
+    assert len(_figure(at, "select_map")["data"]) == 2  # selected and discarded
+
+    colour.set_value("quality").run()
+    assert_clean(at)
+    table = frame(at, "id", "status", "quality score", "quality")
+    pairs = set(zip(table["quality"], table["status"], strict=True))
+    traces = _figure(at, "select_map")["data"]
+    # One trace per (category, status) present; one legend entry per category.
+    assert len(traces) == len(pairs)
+    assert {t["legendgroup"] for t in traces} == set(table["quality"])
+    assert sum(t.get("showlegend", True) for t in traces) == table["quality"].nunique()
+    shown = sorted(int(i) for t in traces for i in _array(t["customdata"]))
+    assert shown == list(range(12))
+    filled = [t for t in traces if t["marker"]["symbol"] == "circle"]
+    assert sum(len(_array(t["x"])) for t in filled) == int((table["status"] == "selected").sum())
+
+
+def test_stage_scored_without_answer_scores_asks_to_score_again():
+    pool = demo_handle(6)
+    key = score(pool)
+    cache, _ = services()
+    # A stage as older versions stored it: the matrices but no answer scores.
+    old_key = "old" + key[3:]
+    meta = dict(list_stages(cache))[key]
+    save_stage(cache, old_key, replace(load_stage(cache, key), answers=None), meta)
+    assert registry.pool_quality(cache, old_key, meta) is None
+    try:
+        registry.full_selection(
+            cache,
+            old_key,
+            meta,
+            method="delift-q",
+            stage="instruction",
+            kernel="minmax",
+            metric="rms",
+            seed=0,
+        )
+    except ConfigError as exc:
+        assert "score the pool again" in str(exc)
+    else:
+        raise AssertionError("delift-q ran without quality signals")
+
+    at = with_data(page("3_Select.py"), pool=pool)
+    at.session_state[state.STAGE_KEY] = old_key
+    at.run()
+    assert not at.exception
+    assert any("score the pool again" in w for w in messages(at.warning))
+    at.selectbox(key="select_method").set_value("delift").run()
+    assert_clean(at)
+    print(at.selectbox(key="select_stage_key").value, old_key, messages(at.info), messages(at.warning))
+    assert any("No quality signals" in m for m in messages(at.info))
