@@ -129,6 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument(
         "--budget", default="0.3", help="fraction of the pool (0.3) or a count (120)"
     )
+    select.add_argument(
+        "--pin", metavar="FILE",
+        help="ids of pool samples to keep whatever the method (one a line); the budget counts them",
+    )  # fmt: skip
+    select.add_argument(
+        "--exclude", metavar="FILE", help="ids of pool samples never to select (one a line)"
+    )
     select.add_argument("--kernel", choices=["minmax", "clip"], default="minmax")
     select.add_argument("--metric", choices=["rms", "logprob"], default="rms")
     select.add_argument("--seed", type=int, default=0)

@@ -18,7 +18,7 @@ from delift_core.cache import UtilityCache
 from delift_core.config import DEFAULT_QUALITY_SIGNAL, ScoringConfig
 from delift_core.data import Dataset, load_dataset
 from delift_core.embeddings import embed_records
-from delift_core.errors import ConfigError
+from delift_core.errors import ConfigError, DataError
 from delift_core.export import jsonl_bytes
 from delift_core.files import save_matrix_atomic, write_bytes_atomic, write_json_atomic
 from delift_core.models import embedder_id, load_causal_lm, load_embedder
@@ -269,6 +269,32 @@ def check_stage_inputs(stage: str, method: str, targets: str | None, existing: s
         raise ConfigError("the continual stage needs an existing set: add --existing FILE")
 
 
+def read_id_list(path: str | None, ids: list[str], what: str) -> list[int]:
+    """Pool indices of the ids listed in `path` (one a line; blank lines and # comments are
+    skipped). DataError naming the file and line for an id not in the pool."""
+    if not path:
+        return []
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read the {what} list ({exc})", path=path) from None
+    index = {sample_id: i for i, sample_id in enumerate(ids)}
+    out = []
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        sample_id = line.strip()
+        if not sample_id or sample_id.startswith("#"):
+            continue
+        if sample_id not in index:
+            raise DataError(
+                f"{what} id {sample_id!r} is not in the pool (ids are the records' 'id' field or"
+                " the first 12 characters of their hash; see the export's _delift or manifest)",
+                path=path,
+                line=line_no,
+            )
+        out.append(index[sample_id])
+    return list(dict.fromkeys(out))
+
+
 def cmd_select(args: argparse.Namespace) -> int:
     from delift_core.config import SelectionConfig
     from delift_core.export import build_manifest, export_subset, subset_rows
@@ -291,8 +317,20 @@ def cmd_select(args: argparse.Namespace) -> int:
         args.existing = None
     inputs = load_inputs(args)
     n = len(inputs.pool)
-    # "full" is the full-data baseline: it ignores the budget.
-    count = n if sel.method == "full" else sel.budget_count(n)
+    ids = [r.id for r in inputs.pool.records]
+    pinned = read_id_list(args.pin, ids, "pinned")
+    excluded = read_id_list(args.exclude, ids, "excluded")
+    # "full" is the full-data baseline: it ignores the budget (and keeps what is not excluded).
+    count = n - len(set(excluded)) if sel.method == "full" else sel.budget_count(n)
+    if len(pinned) > count:
+        raise ConfigError(
+            f"{len(pinned)} samples are pinned but the budget is {count}; raise --budget or pin"
+            " fewer"
+        )
+    if count > n - len(excluded):
+        raise ConfigError(
+            f"the budget ({count}) is larger than the {n - len(excluded)} samples not excluded"
+        )
     config = scoring_config(args)
     info: dict[str, Any] = {}
     matrices: dict[str, Any] = {}
@@ -312,6 +350,7 @@ def cmd_select(args: argparse.Namespace) -> int:
         SelectionInputs(**{"n": n, **matrices}), method=sel.method, stage=sel.stage,
         kernel=sel.kernel, seed=sel.seed, max_budget=count if sel.method != "full" else None,
         quality_weight=sel.quality_weight, quality_gate=sel.quality_gate,
+        pinned=pinned, excluded=excluded,
     )  # fmt: skip
     chosen = result.take(count)
     annotations = None
@@ -344,6 +383,8 @@ def cmd_select(args: argparse.Namespace) -> int:
         if np.isnan(result.objective[count - 1])
         else float(result.objective[count - 1]),
         selected_ids=[inputs.pool.records[i].id for i in chosen],
+        pinned_ids=[ids[i] for i in pinned],
+        excluded_ids=[ids[i] for i in excluded],
         format=args.format,
         **info,
     )

@@ -128,26 +128,28 @@ def maximize_facility_location(
     represents row i. floor: (n_rows,) coverage already present (FLCG), default 0.
     bonus: (n,) non-negative modular term per candidate (a quality prior), default 0; f stays
     monotone submodular, so the lazy greedy stays exact.
-    tiers: disjoint arrays of candidate indices, covering all n; every candidate of a tier is
-    picked before any of the next (each tier greedily, coverage carried over). Default: one tier.
-    budget: number of picks, 1 <= budget <= n.
+    tiers: disjoint arrays of candidate indices; every candidate of a tier is picked before any
+    of the next (each tier greedily, coverage carried over); candidates in no tier are never
+    picked. Default: one tier of all n.
+    budget: number of picks, 1 <= budget <= the candidates in tiers.
     Returns (order int64 (budget,), gains float64 (budget,)): the candidates in pick order and
     the marginal gain of each pick.
     """
     n_rows, n = kernel.shape
-    if not 1 <= budget <= n:
-        raise ValueError(f"budget must be in [1, {n}]; got {budget}")
+    tiers = [np.arange(n)] if tiers is None else [np.asarray(t, dtype=np.int64) for t in tiers]
+    members = np.concatenate(tiers) if tiers else np.zeros(0, dtype=np.int64)
+    if len(np.unique(members)) != len(members) or (
+        len(members) and (members.min() < 0 or members.max() >= n)
+    ):
+        raise ValueError(f"tiers must be disjoint groups of candidates in 0..{n - 1}")
+    if not 1 <= budget <= len(members):
+        raise ValueError(f"budget must be in [1, {len(members)}]; got {budget}")
     cover = np.zeros(n_rows, dtype=np.float32)
     if floor is not None:
         cover[:] = np.asarray(floor, dtype=np.float32)
     extra = np.zeros(n, dtype=np.float64) if bonus is None else np.asarray(bonus, np.float64)
     if extra.shape != (n,) or np.any(extra < 0) or not np.all(np.isfinite(extra)):
         raise ValueError(f"bonus must be finite, non-negative, of shape ({n},)")
-    if tiers is None:
-        tiers = [np.arange(n)]
-    tiers = [np.asarray(t, dtype=np.int64) for t in tiers]
-    if sum(len(t) for t in tiers) != n or len(np.unique(np.concatenate(tiers))) != n:
-        raise ValueError("tiers must split the n candidates into disjoint groups")
     engine = _make_gains(kernel)
     order = np.empty(budget, dtype=np.int64)
     gains = np.empty(budget, dtype=np.float64)

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -276,12 +276,35 @@ def _embedding_objective(inputs: SelectionInputs, stage: str) -> Objective:
     return Objective("fl", data)
 
 
+def _constrain(objective: Objective, n: int, options: Options) -> Objective:
+    """Pinned samples form the first tier; excluded ones leave every tier (the ground set)."""
+    if not options.pinned and not options.excluded:
+        return objective
+    pinned = np.asarray(options.pinned, dtype=np.int64)
+    drop = np.concatenate([pinned, np.asarray(options.excluded, dtype=np.int64)])
+    tiers = objective.tiers if objective.tiers is not None else (np.arange(n),)
+    rest = [t[~np.isin(t, drop)] for t in tiers]
+    kept = tuple(t for t in (pinned, *rest) if len(t))
+    return Objective(objective.name, objective.data, objective.side, objective.bonus, kept)
+
+
 def _greedy_result(
-    method: str, stage: str, objective: Objective, budget: int, engine: Engine
+    method: str,
+    stage: str,
+    objective: Objective,
+    budget: int,
+    engine: Engine,
+    options: Options | None = None,
 ) -> SelectionResult:
     started = time.perf_counter()
+    if options is not None:
+        objective = _constrain(objective, objective.data.shape[1], options)
     if engine == "submodlib" and (objective.bonus is not None or objective.tiers is not None):
-        raise ConfigError(f"method {method!r} needs engine 'numpy' (submodlib has no prior)")
+        raise ConfigError(
+            f"method {method!r} with pinned or excluded samples needs engine 'numpy'"
+            if method != "delift-q"
+            else "method 'delift-q' needs engine 'numpy' (submodlib has no quality prior)"
+        )
     if engine == "submodlib":
         if sp.issparse(objective.data) or sp.issparse(objective.side):
             raise ConfigError("engine 'submodlib' needs dense kernels; use engine 'numpy'")
@@ -303,12 +326,15 @@ def _greedy_result(
 @dataclass(frozen=True)
 class Options:
     """Per-method settings: kernel and seed for all; quality_weight (lambda >= 0) and
-    quality_gate (g in [0, 1)) for delift-q."""
+    quality_gate (g in [0, 1)) for delift-q; pinned (picked first) and excluded (never picked)
+    pool indices for all."""
 
     kernel: str = "minmax"
     seed: int = 0
     quality_weight: float = DEFAULT_QUALITY_WEIGHT
     quality_gate: float = DEFAULT_QUALITY_GATE
+    pinned: tuple[int, ...] = ()
+    excluded: tuple[int, ...] = ()
 
 
 def _quality_objective(inputs: SelectionInputs, stage: str, options: Options) -> Objective:
@@ -329,27 +355,28 @@ def _select_delift(
     inputs: SelectionInputs, stage: str, budget: int, engine: Engine, options: Options
 ) -> SelectionResult:
     objective = _utility_objective(inputs, stage, options.kernel, plain=False)
-    return _greedy_result("delift", stage, objective, budget, engine)
+    return _greedy_result("delift", stage, objective, budget, engine, options)
 
 
 def _select_delift_q(
     inputs: SelectionInputs, stage: str, budget: int, engine: Engine, options: Options
 ) -> SelectionResult:
     objective = _quality_objective(inputs, stage, options)
-    return _greedy_result("delift-q", stage, objective, budget, engine)
+    return _greedy_result("delift-q", stage, objective, budget, engine, options)
 
 
 def _select_delift_se(
     inputs: SelectionInputs, stage: str, budget: int, engine: Engine, options: Options
 ) -> SelectionResult:
-    return _greedy_result("delift-se", stage, _embedding_objective(inputs, stage), budget, engine)
+    objective = _embedding_objective(inputs, stage)
+    return _greedy_result("delift-se", stage, objective, budget, engine, options)
 
 
 def _select_fl_only(
     inputs: SelectionInputs, stage: str, budget: int, engine: Engine, options: Options
 ) -> SelectionResult:
     objective = _utility_objective(inputs, stage, options.kernel, plain=True)
-    return _greedy_result("fl-only", stage, objective, budget, engine)
+    return _greedy_result("fl-only", stage, objective, budget, engine, options)
 
 
 def _no_gains(method: str, stage: str, order: np.ndarray) -> SelectionResult:
@@ -360,15 +387,19 @@ def _no_gains(method: str, stage: str, order: np.ndarray) -> SelectionResult:
 def _select_random(
     inputs: SelectionInputs, stage: str, budget: int, engine: Engine, options: Options
 ) -> SelectionResult:
-    order = np.random.default_rng(options.seed).permutation(inputs.n)[:budget]
+    shuffled = np.random.default_rng(options.seed).permutation(inputs.n)
+    drop = np.asarray(options.pinned + options.excluded, dtype=np.int64)
+    rest = shuffled[~np.isin(shuffled, drop)]
+    order = np.concatenate([np.asarray(options.pinned, dtype=np.int64), rest])[:budget]
     return _no_gains("random", stage, order)
 
 
 def _select_full(
     inputs: SelectionInputs, stage: str, budget: int, engine: Engine, options: Options
 ) -> SelectionResult:
-    # "Full data" is the whole pool whatever the budget.
-    return _no_gains("full", stage, np.arange(inputs.n))
+    # "Full data" is the whole pool (less excluded samples) whatever the budget.
+    order = np.setdiff1d(np.arange(inputs.n), np.asarray(options.excluded, dtype=np.int64))
+    return _no_gains("full", stage, order)
 
 
 SelectFunction = Callable[[SelectionInputs, str, int, Engine, Options], SelectionResult]
@@ -407,8 +438,16 @@ def select_subset(
     engine: Engine = "numpy",
     quality_weight: float = DEFAULT_QUALITY_WEIGHT,
     quality_gate: float = DEFAULT_QUALITY_GATE,
+    pinned: Sequence[int] = (),
+    excluded: Sequence[int] = (),
 ) -> SelectionResult:
-    """Run one selection method and return its pick order up to max_budget (default n).
+    """Run one selection method and return its pick order up to max_budget (default: every
+    sample not excluded).
+
+    pinned: pool indices the curator must keep: picked first (greedily among themselves), the
+    greedy then continues from the coverage they give, so gains show what they leave out; any
+    budget counts them. excluded: pool indices never picked (out of the ground set; for
+    "full" too).
 
     method: a key of METHODS; stage: "instruction", "task" or "continual"; kernel: "minmax" or
     "clip" (utility kernels); seed: used by "random" only; quality_weight and quality_gate:
@@ -420,16 +459,38 @@ def select_subset(
     _check_common(method, stage, kernel, engine)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ConfigError(f"seed must be a whole number; got {seed!r}")
-    budget = inputs.n if max_budget is None else max_budget
+    pins, outs = (
+        _check_indices("pinned", pinned, inputs.n),
+        _check_indices("excluded", excluded, inputs.n),
+    )
+    both = set(pins) & set(outs)
+    if both:
+        raise ConfigError(f"{len(both)} samples are both pinned and excluded; choose one for each")
+    available = inputs.n - len(outs)
+    if available < 1:
+        raise ConfigError("every sample is excluded; nothing is left to select")
+    budget = available if max_budget is None else max_budget
     if (
         isinstance(budget, bool)
         or not isinstance(budget, (int, np.integer))
-        or not (1 <= budget <= inputs.n)
+        or not (1 <= budget <= available)
     ):
-        raise ConfigError(f"max_budget must be a whole number in 1..{inputs.n}; got {budget!r}")
-    options = Options(kernel, int(seed), float(quality_weight), float(quality_gate))
+        raise ConfigError(
+            f"max_budget must be a whole number in 1..{available}"
+            f"{' (samples not excluded)' if outs else ''}; got {budget!r}"
+        )
+    options = Options(kernel, int(seed), float(quality_weight), float(quality_gate), pins, outs)
     check_quality_options(options.quality_weight, options.quality_gate)
     return METHODS[method](inputs, stage, int(budget), engine, options)
+
+
+def _check_indices(name: str, values: Sequence[int], n: int) -> tuple[int, ...]:
+    """Distinct pool indices in 0..n-1, in the order given (ConfigError otherwise)."""
+    out = tuple(dict.fromkeys(int(v) for v in values))
+    bad = [v for v in out if not 0 <= v < n]
+    if bad:
+        raise ConfigError(f"{name} indices must be in 0..{n - 1}; got {bad[:5]}")
+    return out
 
 
 def check_quality_options(weight: float, gate: float) -> None:

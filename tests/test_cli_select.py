@@ -140,3 +140,35 @@ def test_skip_invalid_drops_bad_rows_and_says_so(env, tmp_path, capsys):
     assert "warning:" in err and "line 2, field 'output'" in err and "record skipped" in err
     chosen = read_jsonl(out)
     assert len(chosen) == 3 and {r["id"] for r in chosen} <= {r["id"] for r in ROWS[:6]}
+
+
+@pytest.mark.parametrize("method", ["delift-q", "random"])
+def test_pinned_and_excluded_ids(env, tmp_path, method):
+    pins = tmp_path / "pins.txt"
+    pins.write_text("# must keep\nr3\n\nr5\n")
+    drops = tmp_path / "drops.txt"
+    drops.write_text("r0\n")
+    out = tmp_path / "subset.jsonl"
+    code = select(
+        env, out, "--method", method, "--budget", "4", "--pin", str(pins), "--exclude", str(drops)
+    )
+    assert code == 0
+    rows = read_jsonl(out)
+    assert len(rows) == 4 and {r["id"] for r in rows[:2]} == {"r3", "r5"}
+    assert "r0" not in {r["id"] for r in rows}
+    manifest = json.loads((tmp_path / "subset.manifest.json").read_text())
+    assert manifest["pinned_ids"] == ["r3", "r5"] and manifest["excluded_ids"] == ["r0"]
+
+
+def test_unknown_pinned_id_names_file_and_line(env, tmp_path, capsys):
+    pins = tmp_path / "pins.txt"
+    pins.write_text("r1\nnope\n")
+    out = tmp_path / "subset.jsonl"
+    assert select(env, out, "--method", "random", "--pin", str(pins)) == 2
+    err = capsys.readouterr().err
+    assert "pins.txt" in err and "line 2" in err and "nope" in err
+    assert not out.exists()
+    too_many = tmp_path / "many.txt"
+    too_many.write_text("\n".join(f"r{i}" for i in range(5)))
+    assert select(env, out, "--method", "random", "--budget", "3", "--pin", str(too_many)) == 2
+    assert "5 samples are pinned" in capsys.readouterr().err

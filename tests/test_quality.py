@@ -212,3 +212,52 @@ def test_delift_q_errors_say_what_to_do():
         select_subset(inputs, method="delift-q", stage="instruction", engine="submodlib")
     with pytest.raises(ConfigError, match=r"within \[0, 1\]"):
         SelectionInputs(6, u_pool=u, quality=np.full(6, 2.0))
+
+
+# ------------------------------------------------------------------ pinned and excluded samples
+
+
+@pytest.mark.parametrize("method", ["delift", "delift-q"])
+@pytest.mark.parametrize("stage", ["instruction", "task", "continual"])
+def test_pinned_first_excluded_never_against_plain_greedy(method, stage):
+    u, uq, up = random_case(seed=6, n=20)
+    quality = np.random.default_rng(2).permutation(20) / 19
+    inputs = SelectionInputs(20, u_pool=u, u_query=uq, u_private=up, quality=quality)
+    pinned, excluded = [7, 2], [4, 11, 15]
+    got = select_subset(
+        inputs, method=method, stage=stage, pinned=pinned, excluded=excluded,
+        quality_weight=0.5, quality_gate=0.2,
+    )  # fmt: skip
+    blocks = [u] + ([uq] if stage == "task" else [up] if stage == "continual" else [])
+    kernels = utility_kernels(blocks, "minmax")
+    side = None if stage == "instruction" else kernels[1].T if stage == "task" else kernels[1]
+    objective = {"instruction": "fl", "task": "flmi", "continual": "flcg"}[stage]
+    rest = [j for j in range(20) if j not in pinned + excluded]
+    if method == "delift-q":
+        bonus = 0.5 * quality
+        tiers = [
+            pinned,
+            [j for j in rest if quality[j] >= 0.2],
+            [j for j in rest if quality[j] < 0.2],
+        ]
+    else:
+        bonus, tiers = np.zeros(20), [pinned, rest]
+    order, gains = plain_greedy(kernels[0], side, objective, bonus, tiers, 17)
+    assert got.size == 17 and set(got.order[:2]) == {2, 7}
+    assert not set(excluded) & set(got.order.tolist())
+    np.testing.assert_array_equal(got.order, order)
+    np.testing.assert_allclose(got.gains, gains, rtol=1e-5, atol=1e-5)
+
+
+def test_random_and_full_respect_pins_and_exclusions():
+    inputs = SelectionInputs(10)
+    rand = select_subset(inputs, method="random", stage="instruction", pinned=[9], excluded=[0, 1])
+    assert rand.order[0] == 9 and sorted(rand.order.tolist()) == list(range(2, 10))
+    full = select_subset(inputs, method="full", stage="instruction", excluded=[3])
+    assert full.order.tolist() == [0, 1, 2, 4, 5, 6, 7, 8, 9]
+    with pytest.raises(ConfigError, match="both pinned and excluded"):
+        select_subset(inputs, method="random", stage="instruction", pinned=[1], excluded=[1])
+    with pytest.raises(ConfigError, match=r"in 0\.\.9"):
+        select_subset(inputs, method="random", stage="instruction", pinned=[10])
+    with pytest.raises(ConfigError, match="samples not excluded"):
+        select_subset(inputs, method="random", stage="instruction", excluded=[0], max_budget=10)
