@@ -57,7 +57,8 @@ def selection_inputs(
     answer scores (stages stored before they existed have none)."""
     quality = None
     if utilities.answers is not None:
-        signals = quality_signals(utilities.answers, utilities.pool.rms, emb_pool)
+        # The score ranks by an answer signal: the near-duplicate one (embeddings) is not needed.
+        signals = quality_signals(utilities.answers, utilities.pool.rms)
         quality = quality_score(signals, quality_signal)
     return SelectionInputs(
         n=utilities.pool.rms.shape[0],

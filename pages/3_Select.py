@@ -187,7 +187,13 @@ objective = result.objective[count - 1] if np.isfinite(result.objective[count - 
 
 m1, m2, m3 = st.columns(3)
 m1.metric("Selected", f"{count:,} of {n:,}")
-m2.metric("Objective", "n/a" if objective is None else f"{objective:.4f}")
+m2.metric(
+    "Objective",
+    "n/a" if objective is None else f"{objective:.4f}",
+    help="For delift-q it includes the quality prior (weight × quality of each pick)."
+    if method == "delift-q"
+    else None,
+)
 total = result.objective[-1]
 share = None if objective is None or not total > 0 else objective / total
 m3.metric("Share of the objective of the full order", "n/a" if share is None else f"{share:.1%}")
@@ -276,10 +282,10 @@ with left:
 
 st.subheader("Sample quality")
 signals = registry.pool_quality(cache, key, meta)
+quality = None if signals is None else quality_score(signals, quality_signal)
 if signals is None:
     st.info(f"No quality signals: {registry.RESCORE_HINT}.")
 else:
-    quality = quality_score(signals, quality_signal)
     st.caption(
         f"Quality score: each sample's rank by {quality_signal} within the pool, from 0 (worst) "
         "to 1 (best). Status and rank are at the current budget; click a column header to sort."
@@ -334,6 +340,7 @@ for i in inspect[:20]:
         st.text(
             f"{record.id} · {status} · rank {rank + 1 if rank >= 0 else '-'}"
             + (f" · gain {gain:.5f}" if np.isfinite(gain) else "")
+            + (f" · quality score {quality[i]:.3f}" if quality is not None else "")
         )
         st.text(f"Instruction: {record.instruction}")
         if record.input:

@@ -32,3 +32,44 @@ def test_hundred_thousand_points_are_thinned_and_fast():
     assert "of 70,000 shown" in fig.data[0].name
     # Points of a thinned trace still map back to pool indices for click-to-inspect.
     assert set(traces[1].tolist()) == set(order[:30_000].tolist())
+
+
+def test_category_map_has_a_trace_per_category_and_status():
+    coords = np.random.default_rng(3).normal(size=(9, 2))
+    labels = ["good"] * 5 + ["poor"] * 3 + ["<dup>"]
+    order = np.array([0, 5, 8, 1, 2, 3, 4, 6, 7])
+    fig, traces = plots.category_map(coords, [""] * 9, order, np.ones(9), 3, labels)
+    # good: selected + discarded, poor: selected + discarded, <dup>: selected only.
+    assert len(fig.data) == len(traces) == 5
+    assert [t.legendgroup for t in fig.data] == ["good", "good", "poor", "poor", "<dup>"]
+    assert [t.showlegend for t in fig.data] == [True, False, True, False, True]
+    assert fig.data[0].name == "good (1 of 5 selected)" and "&lt;dup&gt;" in fig.data[4].name
+    filled = [t for t in fig.data if t.marker.symbol == "circle"]
+    assert sorted(int(i) for t in filled for i in t.customdata) == [0, 5, 8]
+    assert fig.data[0].marker.color == fig.data[1].marker.color != fig.data[2].marker.color
+    # Clicked points map back to pool indices through the trace list, as on selection_map.
+    event = {"selection": {"points": [{"curve_number": 3, "point_index": 1}]}}
+    assert plots.selected_indices(event, traces) == [int(traces[3][1])]
+
+
+def test_category_map_at_a_hundred_thousand_points():
+    n = 100_000
+    coords = np.random.default_rng(4).normal(size=(n, 2)).astype(np.float32)
+    labels = ["a" if i % 4 else "b" for i in range(n)]
+    order = np.random.default_rng(5).permutation(n)
+    fig, traces = plots.category_map(coords, [""] * n, order, np.ones(n), 10_000, labels)
+    assert all(isinstance(t, go.Scattergl) for t in fig.data)
+    assert all(len(t.x) <= plots.MAX_POINTS_PER_TRACE and t.text is None for t in fig.data)
+    assert fig.data[0].name.endswith("a sample shown")  # "a": 75,000 points, 67,500 discarded
+    assert sum(len(t) for t in traces) == sum(len(t.x) for t in fig.data)
+
+
+def test_selection_histogram_counts_known_values_by_status():
+    values = np.array([0.1, 0.2, 0.2, 0.9, np.nan, 0.5])
+    chosen = np.array([True, False, True, False, True, False])
+    fig = plots.selection_histogram(values, chosen, "quality <score>", bins=4)
+    selected, discarded = fig.data
+    assert selected.name == "selected (2)" and discarded.name == "discarded (3)"
+    assert selected.y.sum() == 2 and discarded.y.sum() == 3  # NaN is left out
+    assert fig.layout.barmode == "stack" and "&lt;score&gt;" in fig.layout.xaxis.title.text
+    assert not plots.selection_histogram(np.full(3, np.nan), chosen[:3], "x").data

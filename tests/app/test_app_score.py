@@ -26,11 +26,13 @@ def test_estimate_then_score_in_the_background():
     at = with_data(page("2_Score.py"), pool=pool).run()
     assert_clean(at)
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Forward passes"] == "42"  # 6 baselines + 36 pairs
+    # 6 baselines + 36 pairs + 6 answers scored without their prompt (quality signals)
+    assert metrics["Forward passes"] == "48"
     assert metrics["Peak memory"] == "1.8 KB"  # 36 pairs x 52 bytes
     at.radio(key="score_mode").set_value("sparse").run()
     at.number_input(key="score_k").set_value(2).run()
-    assert {m.label: m.value for m in at.metric}["Forward passes"] == "24"  # 6 + 6 x 3
+    # 6 baselines + 6 answers without prompt + 6 x 3 sparse pairs
+    assert {m.label: m.value for m in at.metric}["Forward passes"] == "30"
     at.radio(key="score_mode").set_value("exact").run()
 
     at.button(key="score_start").click().run()

@@ -28,6 +28,7 @@ from delift_core.config import (
     DEFAULT_QUALITY_WEIGHT,
     ScoringConfig,
 )
+from delift_core.data import dataset_from_rows
 from delift_core.errors import ConfigError
 from delift_core.pipeline import list_stages, load_stage, save_stage
 from delift_core.quality import quality_score, quality_signals
@@ -271,7 +272,8 @@ def test_stage_scored_without_answer_scores_asks_to_score_again():
     cache, _ = services()
     # A stage as older versions stored it: the matrices but no answer scores.
     old_key = "old" + key[3:]
-    meta = dict(list_stages(cache))[key]
+    # Its own creation time, so that the Scores list tells the two stages apart.
+    meta = {**dict(list_stages(cache))[key], "created": "2020-01-01 00:00:00"}
     save_stage(cache, old_key, replace(load_stage(cache, key), answers=None), meta)
     assert registry.pool_quality(cache, old_key, meta) is None
     try:
@@ -297,5 +299,27 @@ def test_stage_scored_without_answer_scores_asks_to_score_again():
     assert any("score the pool again" in w for w in messages(at.warning))
     at.selectbox(key="select_method").set_value("delift").run()
     assert_clean(at)
-    print(at.selectbox(key="select_stage_key").value, old_key, messages(at.info), messages(at.warning))
     assert any("No quality signals" in m for m in messages(at.info))
+
+
+def test_extra_fields_categories_and_quality_table():
+    rows = [
+        {"instruction": f"q{i}", "output": "a", "quality": q, "note": f"free text {i}", "n": i}
+        for i, q in enumerate(["good", "poor", "good"])
+    ]
+    rows[1]["tags"] = ["x"]  # not text: never a column
+    rows[2]["family"] = "maths"  # present in one record only: "(missing)" elsewhere
+    records = dataset_from_rows(rows).records
+    extra = explain.extra_fields(records, exclude=["note"])
+    assert extra == ["quality", "family"]
+    assert explain.field_values(records, "family") == ["(missing)", "(missing)", "maths"]
+    assert explain.categorical_fields(records, ["quality", "note"], max_values=2) == ["quality"]
+
+    signals = {"help_logprob": np.array([0.5, -0.2, 0.1]), "max_similarity": np.full(3, np.nan)}
+    table = explain.quality_table(
+        records, signals, np.array([1.0, 0.0, 0.5]), np.array([2, 0]), 1, extra
+    )
+    assert list(table["status"]) == ["discarded", "discarded", "selected"]
+    assert table["rank"].tolist()[0] == 2 and table["rank"].isna().tolist() == [False, True, False]
+    assert list(table["quality"]) == ["good", "poor", "good"]
+    assert table["max_similarity"].isna().all()
