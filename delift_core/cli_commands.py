@@ -89,10 +89,11 @@ def fit_batches_to_device(
 
 
 class ProgressBar:
-    """One tqdm bar per phase on stderr."""
+    """One tqdm bar per phase on stderr, described as "{verb} {phase}" and counted in units."""
 
-    def __init__(self) -> None:
+    def __init__(self, verb: str = "scoring", unit: str = "pass") -> None:
         self._bars: dict[str, Any] = {}
+        self.verb, self.unit = verb, unit
 
     def __call__(self, phase: str, p: Progress) -> None:
         from tqdm import tqdm
@@ -101,8 +102,9 @@ class ProgressBar:
         if bar is None:
             # Passes reused from the cache count from the start.
             bar = tqdm(
-                total=p.total, initial=p.done, desc=f"scoring {phase}", unit="pass", file=sys.stderr
-            )
+                total=p.total, initial=p.done, desc=f"{self.verb} {phase}".strip(),
+                unit=self.unit, file=sys.stderr,
+            )  # fmt: skip
             self._bars[phase] = bar
         bar.update(p.done - bar.n)
 

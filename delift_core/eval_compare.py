@@ -1,17 +1,21 @@
-"""Compare selection methods by in-context evaluation on one stage (score, select, evaluate).
+"""Compare selection methods on one stage (score, select, evaluate), by in-context evaluation
+or by fine-tuning.
 
 The pipeline per stage: score the matrices the stage needs (pipeline.score_stage), select a
-subset with each method (selection.select_subset), then evaluate each subset as the example
-set of few-shot prompts on the same test items (evaluate.py). Extra labels besides the methods
-of selection.METHODS:
+subset with each method (selection.select_subset), then evaluate each subset on the same test
+items. Protocol "icl" (the DELIFT paper's): the subset is the example set of few-shot prompts
+(evaluate.py). Protocol "finetune": the model is fine-tuned on the subset and asked without
+examples (finetune.py). Extra labels besides the methods of selection.METHODS:
 
-- "initial": no examples at all (the model as it is);
+- "initial": no examples at all (icl) or no fine-tuning (finetune): the model as it is;
 - "random": the per-item mean over the seeds' random subsets (each seed is kept as
-  "random-s{seed}");
+  "random-s{seed}"; under "finetune" each is also trained with its seed);
 - "existing" (continual stage only): the existing data alone, before adding new samples.
 
-In the continual stage every method's example set is the existing data plus its pick of the
-new pool, since continual tuning adds to what is already there.
+In the continual stage every method's example (or training) set is the existing data plus its
+pick of the new pool, since continual tuning adds to what is already there. Under "finetune",
+each set other than random is trained once per train seed; with several, every run is kept as
+"{label}-t{seed}" and "{label}" is their per-item mean, like random.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -36,11 +40,14 @@ from delift_core.evaluate import (
     embed_prompts,
     evaluate_examples,
 )
+from delift_core.finetune import evaluate_finetuned, finetuned_eval_config
+from delift_core.finetune_types import FinetuneConfig, FinetuneResult
 from delift_core.metrics import bootstrap_mean, paired_difference
 from delift_core.models import LanguageModel
 from delift_core.pipeline import Embedder, PhaseProgressFn, score_stage, selection_inputs
 from delift_core.prompts import TextPair
 from delift_core.selection import METHODS, UTILITY_METHODS, SelectionInputs, select_subset
+from delift_core.utility import Progress
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +55,10 @@ DEFAULT_METHODS: tuple[str, ...] = (
     "initial", "random", "delift-se", "fl-only", "delift", "delift-q", "full",
 )  # fmt: skip
 EXTRA_LABELS: tuple[str, ...] = ("initial", "existing")
+PROTOCOLS: tuple[str, ...] = ("icl", "finetune")
 
 StepFn = Callable[[str], None]
+TrainedFn = Callable[[str, FinetuneResult], None]
 
 
 @dataclass(frozen=True)
@@ -172,12 +181,32 @@ def compare_methods(
     cache: UtilityCache | None = None,
     on_progress: PhaseProgressFn | None = None,
     on_step: StepFn | None = None,
+    protocol: str = "icl",
+    finetune: FinetuneConfig | None = None,
+    train_seeds: Sequence[int] = (0,),
+    on_trained: TrainedFn | None = None,
+    retrain: bool = False,
 ) -> Comparison:
     """Select with every method and evaluate each subset on the stage's test items.
 
-    on_progress reports the scoring phases (as pipeline.score_stage); on_step is called with
-    each label as its evaluation starts. Test items must not occur in the pool (StageData).
+    on_progress reports the scoring phases (as pipeline.score_stage) and, under "finetune", the
+    training steps (phase "fine-tune {label}"); on_step is called with each label as its
+    evaluation starts. Test items must not occur in the pool (StageData). protocol: "icl" or
+    "finetune"; finetune (default FinetuneConfig()), train_seeds, on_trained (label and
+    training result, after each training) and retrain (train even when every score of a run is
+    cached) apply to "finetune" only.
     """
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}; got {protocol!r}")
+    if protocol == "finetune":
+        if not train_seeds:
+            raise ConfigError("train_seeds must name at least one seed")
+        return _compare_finetuned(
+            lm, embedder, data, scoring, evaluation, budget=budget, methods=methods,
+            seeds=seeds, kernel=kernel, metric=metric, cache=cache, on_progress=on_progress,
+            on_step=on_step, finetune=finetune or FinetuneConfig(),
+            train_seeds=train_seeds, on_trained=on_trained, retrain=retrain,
+        )  # fmt: skip
     started = time.perf_counter()
     subsets = select_methods(
         lm, embedder, data, scoring, budget=budget, methods=methods, seeds=seeds,
@@ -219,6 +248,89 @@ def compare_methods(
             results["random"] = average_results(runs, "random")
         else:
             results[method] = run(method, subsets[method], continual)
+    budget_count = SelectionConfig(stage=data.stage, budget=budget).budget_count(len(data.pool))
+    return Comparison(data.stage, budget_count, subsets, results, seconds)
+
+
+def _compare_finetuned(
+    lm: LanguageModel,
+    embedder: Embedder,
+    data: StageData,
+    scoring: ScoringConfig,
+    evaluation: EvalConfig,
+    *,
+    budget: float | int,
+    methods: Sequence[str],
+    seeds: Sequence[int],
+    kernel: str,
+    metric: str,
+    cache: UtilityCache | None,
+    on_progress: PhaseProgressFn | None,
+    on_step: StepFn | None,
+    finetune: FinetuneConfig,
+    train_seeds: Sequence[int],
+    on_trained: TrainedFn | None,
+    retrain: bool,
+) -> Comparison:
+    """compare_methods under the fine-tuning protocol (see the module docstring)."""
+    started = time.perf_counter()
+    subsets = select_methods(
+        lm, embedder, data, scoring, budget=budget, methods=methods, seeds=seeds,
+        kernel=kernel, metric=metric, cache=cache, on_progress=on_progress,
+    )  # fmt: skip
+    seconds = {"score+select": time.perf_counter() - started}
+    existing = list(data.existing or []) if data.stage == "continual" else []
+
+    def run(label: str, indices: np.ndarray | None, with_existing: bool, seed: int) -> EvalResult:
+        if on_step is not None:
+            on_step(label)
+        t0 = time.perf_counter()
+        records: list[TextPair] = list(existing) if with_existing else []
+        records += [data.pool[int(i)] for i in indices] if indices is not None else []
+
+        def progress(p: Progress) -> None:
+            if on_progress is not None:
+                on_progress(f"fine-tune {label}", p)
+
+        def trained(result: FinetuneResult) -> None:
+            if on_trained is not None:
+                on_trained(label, result)
+
+        result = evaluate_finetuned(
+            lm, records, data.test, replace(finetune, seed=seed), evaluation, embedder=embedder,
+            name=label, cache=cache, on_progress=progress, on_trained=trained, retrain=retrain,
+        )  # fmt: skip
+        seconds[label] = time.perf_counter() - t0
+        return result
+
+    def run_seeds(label: str, indices: np.ndarray | None, with_existing: bool) -> None:
+        if len(train_seeds) == 1:
+            results[label] = run(label, indices, with_existing, train_seeds[0])
+            return
+        runs = [run(f"{label}-t{t}", indices, with_existing, t) for t in train_seeds]
+        results.update({r.name: r for r in runs})
+        results[label] = average_results(runs, label)
+
+    results: dict[str, EvalResult] = {}
+    continual = data.stage == "continual"
+    for method in methods:
+        if method == "initial":
+            if on_step is not None:
+                on_step("initial")
+            t0 = time.perf_counter()
+            results["initial"] = evaluate_examples(
+                lm, embedder, data.test, [], finetuned_eval_config(evaluation, finetune),
+                name="initial", cache=cache,
+            )  # fmt: skip
+            seconds["initial"] = time.perf_counter() - t0
+        elif method == "existing":
+            run_seeds("existing", None, True)
+        elif method == "random":
+            runs = [run(f"random-s{s}", subsets[f"random-s{s}"], continual, s) for s in seeds]
+            results.update({r.name: r for r in runs})
+            results["random"] = average_results(runs, "random")
+        else:
+            run_seeds(method, subsets[method], continual)
     budget_count = SelectionConfig(stage=data.stage, budget=budget).budget_count(len(data.pool))
     return Comparison(data.stage, budget_count, subsets, results, seconds)
 
