@@ -27,8 +27,8 @@ STAGES: tuple[str, ...] = ("instruction", "task", "continual")
 # The default selection method and its quality prior (selection.py, quality.py), chosen on
 # validation scenarios and reported on test ones (docs/quality.md).
 DEFAULT_METHOD = "delift-q"
-DEFAULT_QUALITY_WEIGHT = 1.0
-DEFAULT_QUALITY_GATE = 0.3
+DEFAULT_QUALITY_WEIGHT = 0.0
+DEFAULT_QUALITY_GATE = 0.5
 DEFAULT_QUALITY_SIGNAL = "help_logprob"
 QUALITY_SIGNALS: tuple[str, ...] = ("help_logprob", "help_rms", "ifd_logprob", "ifd_rms")
 MODES: tuple[str, ...] = ("exact", "sparse")
