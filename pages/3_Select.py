@@ -49,6 +49,12 @@ SIGNAL_HELP = (
 )
 # Methods in the selectbox: the default first, so a new session starts on it.
 METHOD_CHOICES = [DEFAULT_METHOD, *(m for m in METHODS if m != DEFAULT_METHOD)]
+# The curator's pins and exclusions (sample ids), and the pool hash they belong to.
+PIN_KEY, EXCLUDE_KEY, MARKS_POOL_KEY = "select_pinned", "select_excluded", "select_marks_pool"
+MARKS_HELP = (
+    "Pinned samples are always selected: picked first, and the greedy continues from what they "
+    "cover. Excluded samples are never selected. Both are saved with the selection."
+)
 
 # Stages scored by this app record their data sources; others cannot be shown here.
 stages = [
@@ -163,6 +169,53 @@ fraction = st.slider(
     "Budget (fraction of the pool)", 0.01, 1.0, 0.3, 0.01, key="select_budget", format="%.2f"
 )
 
+ids = [r.id for r in pool.records]
+position = {sample_id: i for i, sample_id in enumerate(ids)}
+
+
+def _forget_marks_of_other_pools(pool_hash: str) -> None:
+    """Pins and exclusions name samples of one pool: another scored pool starts without any."""
+    if st.session_state.get(MARKS_POOL_KEY) != pool_hash:
+        st.session_state[MARKS_POOL_KEY] = pool_hash
+        st.session_state[PIN_KEY] = []
+        st.session_state[EXCLUDE_KEY] = []
+
+
+def _sample_label(sample_id: str) -> str:
+    return f"{sample_id} · {plots.shorten(pool.records[position[sample_id]].instruction, 60)}"
+
+
+def _mark_controls() -> tuple[list[str], list[str]]:
+    """The pinned and excluded sample ids, as the curator left them (they may overlap)."""
+    counts = [len(st.session_state.get(k) or []) for k in (PIN_KEY, EXCLUDE_KEY)]
+    with st.expander(f"Pin and exclude ({counts[0]:,} pinned, {counts[1]:,} excluded)"):
+        st.caption(MARKS_HELP + " Points selected on the map can be added below the map.")
+        p1, p2 = st.columns(2)
+        # persist_state="session": a curation survives a visit to another page.
+        options = {"format_func": _sample_label, "persist_state": "session"}
+        pinned_ids = p1.multiselect("Pinned (always selected)", ids, key=PIN_KEY, **options)
+        excluded_ids = p2.multiselect("Excluded (never selected)", ids, key=EXCLUDE_KEY, **options)
+    return pinned_ids, excluded_ids
+
+
+def _resolve_marks(pinned_ids: list[str], excluded_ids: list[str]) -> tuple[list[int], list[int]]:
+    """Pool indices to pin and to exclude. A sample in both lists is neither, with a warning,
+    so that the page keeps working while the curator decides."""
+    both = set(pinned_ids) & set(excluded_ids)
+    if both:
+        shown = ", ".join(sorted(both)[:10]) + (", ..." if len(both) > 10 else "")
+        st.warning(
+            f"{len(both):,} samples are both pinned and excluded ({layout.escape_md(shown)}): "
+            "they are treated as neither until you remove them from one of the two lists."
+        )
+    pins = [position[s] for s in pinned_ids if s not in both]
+    outs = [position[s] for s in excluded_ids if s not in both]
+    return pins, outs
+
+
+_forget_marks_of_other_pools(pool.hash)
+pins, outs = _resolve_marks(*_mark_controls())
+
 try:
     with st.spinner("Selecting..."):
         result = registry.full_selection(
@@ -177,16 +230,47 @@ try:
             quality_weight=quality_weight,
             quality_gate=quality_gate,
             quality_signal=quality_signal,
+            pinned=pins,
+            excluded=outs,
         )
 except DeliftError as exc:
     st.warning(layout.escape_md(exc))
     st.stop()
-count = n if method == "full" else min(result.size, max(1, round(fraction * n)))
+
+
+def _budget_count(size: int) -> int:
+    """Samples to select: the budget, at most the `size` samples not excluded, at least the
+    pinned ones. Too small a budget is raised to the pins (with a warning), since pins are a
+    must-keep: the alternative, refusing to select, would blank the page at every new pin."""
+    if method == "full":
+        return size
+    wanted = max(1, round(fraction * n))
+    if wanted > size:
+        st.caption(f"The budget is capped at the {size:,} samples not excluded.")
+    count = min(size, wanted)
+    if len(pins) > count:
+        st.warning(
+            f"{len(pins):,} samples are pinned but the budget is {count:,}: the selection is the "
+            f"{len(pins):,} pinned samples. Raise the budget to add others, or pin fewer."
+        )
+    return max(count, len(pins))
+
+
+count = _budget_count(result.size)
 chosen = result.take(count)
 objective = result.objective[count - 1] if np.isfinite(result.objective[count - 1]) else None
+marks_note = " · ".join(
+    f"{len(marks):,} {word}" for marks, word in ((pins, "pinned"), (outs, "excluded")) if marks
+)
 
 m1, m2, m3 = st.columns(3)
-m1.metric("Selected", f"{count:,} of {n:,}")
+m1.metric(
+    "Selected",
+    f"{count:,} of {n:,}",
+    delta=marks_note or None,
+    delta_color="off",
+    delta_arrow="off",
+)
 m2.metric(
     "Objective",
     "n/a" if objective is None else f"{objective:.4f}",
@@ -206,7 +290,6 @@ with right:
     else:
         st.plotly_chart(plots.objective_curve(result.objective, n, count), key="select_curve")
 
-ids = [r.id for r in pool.records]
 chosen_mask = np.zeros(n, dtype=bool)
 chosen_mask[chosen] = True
 # The pool's own label fields (e.g. the demo's `quality` and `family`): table columns, and map
@@ -215,6 +298,38 @@ chosen_mask[chosen] = True
 field_map = meta["pool"]["spec"].get("field_map") or {}
 extra = explain.extra_fields(pool.records, exclude=list(field_map.values()))
 categorical = explain.categorical_fields(pool.records, extra)
+
+
+def _add_marks(target: str, other: str, new: list[str]) -> None:
+    """Button callback: it runs before the rerun, so the multiselects already hold the ids."""
+    marks, others = explain.add_marks(
+        st.session_state.get(target) or [], st.session_state.get(other) or [], new
+    )
+    st.session_state[target], st.session_state[other] = marks, others
+
+
+def _mark_buttons(picked_ids: list[str]) -> None:
+    """Pin or exclude the points selected on the map (a sample is then only that)."""
+    b1, b2 = st.columns(2)
+    common = {
+        "on_click": _add_marks,
+        "disabled": not picked_ids,
+        "help": None if picked_ids else "Click, box or lasso points on the map first.",
+    }
+    b1.button(
+        "Pin the samples selected on the map",
+        key="select_pin_picked",
+        args=(PIN_KEY, EXCLUDE_KEY, picked_ids),
+        **common,
+    )
+    b2.button(
+        "Exclude the samples selected on the map",
+        key="select_exclude_picked",
+        args=(EXCLUDE_KEY, PIN_KEY, picked_ids),
+        **common,
+    )
+
+
 picked: list[int] = []
 with left:
     colour_by = "selection"
@@ -266,11 +381,13 @@ with left:
     else:
         hover = plots.hover_lines(ids, [r.instruction for r in pool.records])
         if colour_by == "selection":
-            figure, traces = plots.selection_map(coords, hover, result.order, result.gains, count)
+            figure, traces = plots.selection_map(
+                coords, hover, result.order, result.gains, count, pins, outs
+            )
         else:
             labels = explain.field_values(pool.records, colour_by)
             figure, traces = plots.category_map(
-                coords, hover, result.order, result.gains, count, labels
+                coords, hover, result.order, result.gains, count, labels, pins, outs
             )
         event = st.plotly_chart(
             figure,
@@ -279,6 +396,7 @@ with left:
             selection_mode=("points", "box", "lasso"),
         )
         picked = plots.selected_indices(event, traces)
+        _mark_buttons([ids[i] for i in picked])
 
 st.subheader("Sample quality")
 signals = registry.pool_quality(cache, key, meta)
@@ -332,9 +450,14 @@ if stage == "task" and meta.get("targets") and utilities.query is not None:
     targets_ds = registry.load_source(meta["targets"]["spec"], cache)
 rank_of = np.full(n, -1, dtype=np.int64)
 rank_of[result.order] = np.arange(result.size)
+pinned_set, excluded_set = set(pins), set(outs)
 for i in inspect[:20]:
     record, rank = pool.records[i], int(rank_of[i])
     status = "selected" if rank >= 0 and rank < count else "not selected at this budget"
+    if i in pinned_set:
+        status = "selected (pinned)"
+    elif i in excluded_set:
+        status = "excluded"
     with st.container(border=True):
         gain = result.gains[rank] if rank >= 0 else np.nan
         st.text(
@@ -386,6 +509,8 @@ if s2.button("Save selection", type="primary", key="select_save"):
         "quality_signal": quality_signal,
         "fraction": fraction,
         "count": count,
+        "pinned_ids": [ids[i] for i in pins],
+        "excluded_ids": [ids[i] for i in outs],
         "n": n,
         "objective": objective,
         "pool": meta["pool"],

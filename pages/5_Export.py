@@ -97,6 +97,10 @@ manifest = build_manifest(
     stage_key=meta.get("stage_key"),
     export={"format": fmt, "annotations": annotate, "order": "selection order, first pick first"},
     indices=np.asarray(indices).tolist(),
+    # The curator's choices, as `delift select --pin/--exclude` records them (none for
+    # selections saved before pinning existed).
+    pinned_ids=list(meta.get("pinned_ids") or []),
+    excluded_ids=list(meta.get("excluded_ids") or []),
 )
 data = jsonl_bytes(rows)
 file_name = f"{_slug(name)}.jsonl"

@@ -73,3 +73,20 @@ def test_selection_histogram_counts_known_values_by_status():
     assert selected.y.sum() == 2 and discarded.y.sum() == 3  # NaN is left out
     assert fig.layout.barmode == "stack" and "&lt;score&gt;" in fig.layout.xaxis.title.text
     assert not plots.selection_histogram(np.full(3, np.nan), chosen[:3], "x").data
+
+
+def test_pinned_and_excluded_are_marked_and_map_back_to_pool_indices():
+    coords = np.random.default_rng(6).normal(size=(10, 2))
+    order = np.array([3, 0, 1, 2, 4, 5, 6, 7, 8])  # 9 is excluded: never picked
+    fig, traces = plots.selection_map(coords, [""] * 10, order, np.ones(9), 4, [3, 0], [9])
+    assert len(fig.data) == len(traces) == 4
+    assert [t.name for t in fig.data[2:]] == ["pinned (2)", "excluded (1)"]
+    assert fig.data[2].marker.symbol == "star" and fig.data[3].marker.symbol == "x"
+    assert traces[2].tolist() == [0, 3] and traces[3].tolist() == [9]
+    event = {"selection": {"points": [{"curve_number": 3, "point_index": 0}]}}
+    assert plots.selected_indices(event, traces) == [9]
+    # Without pins or exclusions no overlay is drawn; the category map takes them too.
+    assert len(plots.selection_map(coords, [""] * 10, order, np.ones(9), 4)[0].data) == 2
+    labels = ["a"] * 5 + ["b"] * 5
+    fig, traces = plots.category_map(coords, [""] * 10, order, np.ones(9), 4, labels, [], [9])
+    assert fig.data[-1].name == "excluded (1)" and traces[-1].tolist() == [9]

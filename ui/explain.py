@@ -70,6 +70,17 @@ def parse_ids(text: str, ids: Sequence[str]) -> tuple[list[int], list[str]]:
     return list(dict.fromkeys(found)), missing
 
 
+def add_marks(
+    marks: Sequence[str], others: Sequence[str], new: Sequence[str]
+) -> tuple[list[str], list[str]]:
+    """`marks` with `new` appended (no repeats, first order kept) and `others` without `new`.
+
+    For pins and exclusions: a sample is one or the other, and the curator's latest choice wins.
+    """
+    added = set(new)
+    return list(dict.fromkeys([*marks, *new])), [s for s in others if s not in added]
+
+
 def extra_fields(records: Sequence[Any], exclude: Sequence[str] = ()) -> list[str]:
     """Source fields that hold text wherever present (e.g. a `quality` or `family` label), in
     first-seen order, at most MAX_EXTRA_FIELDS; the canonical texts and `exclude` (fields a

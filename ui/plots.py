@@ -1,6 +1,6 @@
-"""Plotly figures of the app: the pool map (selected vs discarded, or by category), the objective
-curve, the histogram of a per-sample value and the comparison map. User text appears only as
-hover text, HTML-escaped."""
+"""Plotly figures of the app: the pool map (selected vs discarded, or by category; pinned and
+excluded samples marked), the objective curve, the histogram of a per-sample value and the
+comparison map. User text appears only as hover text, HTML-escaped."""
 
 from __future__ import annotations
 
@@ -16,6 +16,13 @@ from plotly.colors import qualitative
 WEBGL_ABOVE = 5000
 SELECTED_COLOR = "#e4572e"
 DISCARDED_COLOR = "#b8c0cc"
+PINNED_COLOR = "#f2b705"
+EXCLUDED_COLOR = "#5f6b7a"
+# Curation marks drawn over a map's points: pinned samples as stars, excluded ones as crosses.
+MARK_MARKERS = {
+    "pinned": {"symbol": "star", "size": 14, "color": PINNED_COLOR, "line": {"width": 1}},
+    "excluded": {"symbol": "x", "size": 9, "color": EXCLUDED_COLOR},
+}
 PALETTE = ("#1f77b4", "#e4572e", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b")
 # Colours of a categorical map: enough distinct ones for the 20 categories the page allows.
 CATEGORY_COLORS = PALETTE + tuple(qualitative.Dark24)
@@ -91,11 +98,15 @@ def selection_map(
     order: np.ndarray,
     gains: np.ndarray,
     count: int,
+    pinned: Sequence[int] = (),
+    excluded: Sequence[int] = (),
 ) -> tuple[go.Figure, list[np.ndarray]]:
     """Map of the pool: the first `count` picks of `order` highlighted.
 
     coords (n, 2); hover: one escaped header per point; order/gains: the full pick order and
-    gains. Returns the figure and, per trace, the pool indices of its points (for selections).
+    gains; pinned / excluded: pool indices the curator pinned or excluded, marked on top
+    (`_overlay_marks`). Returns the figure and, per trace, the pool indices of its points (for
+    selections).
     """
     n = coords.shape[0]
     rank, gain, chosen = _pick_state(n, order, gains, count)
@@ -122,6 +133,7 @@ def selection_map(
                 hovertemplate=template,
             )
         )
+    traces += _overlay_marks(fig, coords, hover, rank, gain, pinned, excluded)
     _style_map(fig)
     return fig, traces
 
@@ -133,13 +145,16 @@ def category_map(
     gains: np.ndarray,
     count: int,
     labels: Sequence[str],
+    pinned: Sequence[int] = (),
+    excluded: Sequence[int] = (),
 ) -> tuple[go.Figure, list[np.ndarray]]:
     """Map of the pool coloured by a categorical label, one colour per category.
 
     Selected points (the first `count` of `order`) are filled circles, discarded ones faint open
     circles, so the selection stays visible under any colouring. Each non-empty (category,
     status) pair is one trace; a category has one legend entry, which toggles both of its traces.
-    Returns the figure and, per trace, the pool indices of its points (as `selection_map`).
+    Pinned and excluded samples are marked on top (`_overlay_marks`). Returns the figure and, per
+    trace, the pool indices of its points (as `selection_map`).
     """
     n = coords.shape[0]
     if len(labels) != n:
@@ -189,8 +204,50 @@ def category_map(
                 )
             )
             legend = False
+    traces += _overlay_marks(fig, coords, hover, rank, gain, pinned, excluded)
     _style_map(fig)
     return fig, traces
+
+
+def _overlay_marks(
+    fig: go.Figure,
+    coords: np.ndarray,
+    hover: Sequence[str],
+    rank: np.ndarray,
+    gain: np.ndarray,
+    pinned: Sequence[int],
+    excluded: Sequence[int],
+) -> list[np.ndarray]:
+    """Overlay the curator's pins (stars) and exclusions (grey crosses) on a map, one trace
+    each, only where there are any; returns the pool indices of each added trace, in order.
+
+    Overlays rather than separate categories: the points keep their place in the selected /
+    discarded (or category) traces, so the map reads the same with or without curation.
+    """
+    n = coords.shape[0]
+    scatter = _scatter(n)
+    traces = []
+    for name, members in (("pinned", pinned), ("excluded", excluded)):
+        marker = MARK_MARKERS[name]
+        every = np.unique(np.asarray(members, dtype=np.int64))
+        if not len(every):
+            continue
+        idx = thin(every)
+        traces.append(idx)
+        text, template = _hover(hover, idx, rank, gain, n)
+        fig.add_trace(
+            scatter(
+                x=coords[idx, 0],
+                y=coords[idx, 1],
+                mode="markers",
+                name=_label(name, len(idx), len(every)),
+                marker=marker,
+                customdata=idx,
+                text=text,
+                hovertemplate=template.replace("<extra></extra>", f"<extra>{name}</extra>"),
+            )
+        )
+    return traces
 
 
 def compare_map(

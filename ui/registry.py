@@ -13,6 +13,7 @@ import json
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -334,16 +335,23 @@ def full_selection(
     quality_weight: float = DEFAULT_QUALITY_WEIGHT,
     quality_gate: float = DEFAULT_QUALITY_GATE,
     quality_signal: str = DEFAULT_QUALITY_SIGNAL,
+    pinned: Sequence[int] = (),
+    excluded: Sequence[int] = (),
 ) -> SelectionResult:
     """The complete greedy order of one method on a stage (every budget is a prefix of it).
 
     quality_weight, quality_gate and quality_signal set delift-q's quality prior; the other
-    methods ignore them. Raises ConfigError when delift-q meets a stage scored without answer
-    scores (older versions), with the fix.
+    methods ignore them. pinned / excluded: pool indices picked first / never picked
+    (select_subset); the order then covers the samples not excluded. Raises ConfigError when
+    delift-q meets a stage scored without answer scores (older versions), with the fix, or
+    when an index is both pinned and excluded.
     """
+    # Pins are picked greedily among themselves, so their order does not matter: sorted, the
+    # same curation shares one memo entry however it was entered.
+    pins, outs = tuple(sorted({int(i) for i in pinned})), tuple(sorted({int(i) for i in excluded}))
     # The quality settings only change delift-q's order: other methods share one memo entry.
     prior = (float(quality_weight), float(quality_gate), quality_signal)
-    memo = (str(cache.path), key, method, stage, kernel, metric, seed)
+    memo = (str(cache.path), key, method, stage, kernel, metric, seed, pins, outs)
     memo += prior if method == "delift-q" else ()
     with _lock:
         if memo in _selections:
@@ -376,6 +384,8 @@ def full_selection(
         seed=seed,
         quality_weight=quality_weight,
         quality_gate=quality_gate,
+        pinned=pins,
+        excluded=outs,
     )
     with _lock:
         _selections[memo] = result

@@ -11,7 +11,7 @@ from delift_core.pipeline import list_stages
 from ui import registry
 
 
-def _saved_selection(name: str = "picked") -> tuple[dict, list[int]]:
+def _saved_selection(name: str = "picked", **extra: object) -> tuple[dict, list[int]]:
     pool = demo_handle(6)
     key = score(pool)
     cache, _ = services()
@@ -32,6 +32,7 @@ def _saved_selection(name: str = "picked") -> tuple[dict, list[int]]:
             "targets": None,
             "existing": None,
             "model": meta["model"],
+            **extra,
         },
     )
     return pool, order
@@ -80,6 +81,20 @@ def test_write_files_into_a_folder(tmp_path):
     assert manifest["selection"] == "picked" and manifest["indices"] == order
     assert manifest["output"] == {"file": "subset.jsonl", "rows": 3}
     assert manifest["export"]["format"] == "alpaca" and manifest["inputs"]["pool"]["rows"] == 6
+    # Selections saved before pinning existed have none.
+    assert manifest["pinned_ids"] == [] and manifest["excluded_ids"] == []
+
+
+def test_manifest_carries_the_pinned_and_excluded_ids(tmp_path):
+    pool, _ = _saved_selection(pinned_ids=["demo-0005"], excluded_ids=["demo-0002", "demo-0004"])
+    folder = tmp_path / "exports"
+    at = with_data(page("5_Export.py"), pool=pool).run()
+    at.text_input(key="export_folder").set_value(str(folder)).run()
+    at.button(key="export_write").click().run()
+    assert_clean(at)
+    manifest = json.loads((folder / "picked.manifest.json").read_text())
+    assert manifest["pinned_ids"] == ["demo-0005"]
+    assert manifest["excluded_ids"] == ["demo-0002", "demo-0004"]
 
 
 def test_file_names_cannot_leave_the_folder(tmp_path):

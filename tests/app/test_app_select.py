@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -323,3 +324,113 @@ def test_extra_fields_categories_and_quality_table():
     assert table["rank"].tolist()[0] == 2 and table["rank"].isna().tolist() == [False, True, False]
     assert list(table["quality"]) == ["good", "poor", "good"]
     assert table["max_similarity"].isna().all()
+
+
+def _delift_order(key: str, n: int, **marks: list[int]) -> np.ndarray:
+    """DELIFT's pick order on the stored matrix, with the given pins and exclusions."""
+    cache, _ = services()
+    inputs = SelectionInputs(n, u_pool=load_stage(cache, key).pool.rms)
+    return select_subset(inputs, method="delift", stage="instruction", **marks).order
+
+
+def test_pinned_first_excluded_never_and_saved_with_the_selection():
+    pool = demo_handle(8)
+    key = score(pool)
+    ids = [f"demo-{i + 1:04d}" for i in range(8)]
+    plain = _delift_order(key, 8)
+    # Pin the two samples DELIFT would pick last; exclude the one it would pick first.
+    pins, out = [int(plain[7]), int(plain[6])], int(plain[0])
+    at = with_data(page("3_Select.py"), pool=pool).run()
+    at.selectbox(key="select_method").set_value("delift")
+    at.slider(key="select_budget").set_value(0.5)
+    at.multiselect(key="select_pinned").set_value([ids[i] for i in pins])
+    at.multiselect(key="select_excluded").set_value([ids[out]]).run()
+    assert_clean(at)
+    selected = next(m for m in at.metric if m.label == "Selected")
+    assert selected.value == "4 of 8" and selected.delta == "2 pinned · 1 excluded"
+    assert at.button(key="select_pin_picked").disabled  # nothing selected on the map yet
+    expected = _delift_order(key, 8, pinned=sorted(pins), excluded=[out])
+    assert set(expected[:2].tolist()) == set(pins) and out not in expected
+
+    # The map marks them: a pinned and an excluded overlay, on top of the two base traces.
+    traces = _figure(at, "select_map")["data"]
+    marks = {t["name"].split(" ")[0]: set(_array(t["customdata"]).tolist()) for t in traces[2:]}
+    assert marks == {"pinned": set(pins), "excluded": {out}}
+    at.text_input(key="select_inspect").set_value(f"{ids[out]}, {ids[pins[0]]}").run()
+    texts = messages(at.text)
+    assert any(t.startswith(f"{ids[out]} · excluded · rank -") for t in texts)
+    assert any(t.startswith(f"{ids[pins[0]]} · selected (pinned) · rank ") for t in texts)
+
+    at.text_input(key="select_name").set_value("curated").run()
+    at.button(key="select_save").click().run()
+    assert_clean(at)
+    cache, _ = services()
+    indices, meta = registry.load_selection(cache, "curated")
+    np.testing.assert_array_equal(indices, expected[:4])
+    assert set(indices[:2].tolist()) == set(pins) and out not in indices
+    assert meta["pinned_ids"] == [ids[i] for i in pins] and meta["excluded_ids"] == [ids[out]]
+    # ... and the Export page's manifest carries them (written under the test's cwd).
+    export = with_data(page("5_Export.py"), pool=pool).run()
+    export.button(key="export_write").click().run()
+    assert_clean(export)
+    manifest = json.loads((Path.cwd() / "out" / "curated.manifest.json").read_text())
+    assert manifest["pinned_ids"] == meta["pinned_ids"]
+    assert manifest["excluded_ids"] == [ids[out]]
+
+    # The choices persist across reruns, and are dropped when another pool is scored.
+    at.run()
+    assert at.multiselect(key="select_pinned").value == [ids[i] for i in pins]
+    at.session_state["select_marks_pool"] = "another pool"
+    at.run()
+    assert_clean(at)
+    assert at.multiselect(key="select_pinned").value == []
+    assert at.multiselect(key="select_excluded").value == []
+
+
+def test_more_pins_than_the_budget_raise_the_count_with_a_warning():
+    pool = demo_handle(8)
+    score(pool)
+    ids = [f"demo-{i + 1:04d}" for i in range(8)]
+    at = with_data(page("3_Select.py"), pool=pool).run()
+    at.multiselect(key="select_pinned").set_value(ids[:3]).run()  # budget: round(0.3 * 8) = 2
+    assert not at.exception and not at.error
+    assert any("3 samples are pinned but the budget is 2" in w for w in messages(at.warning))
+    assert {m.label: m.value for m in at.metric}["Selected"] == "3 of 8"
+    at.button(key="select_save").click().run()
+    cache, _ = services()
+    indices, meta = registry.load_selection(cache, f"{DEFAULT_METHOD}-instruction-38pct")
+    assert sorted(indices.tolist()) == [0, 1, 2] and meta["count"] == 3
+
+    # Excluding leaves fewer samples than the budget asks for: the count is capped.
+    at.slider(key="select_budget").set_value(1.0)
+    at.multiselect(key="select_excluded").set_value(ids[5:]).run()
+    assert_clean(at)
+    assert {m.label: m.value for m in at.metric}["Selected"] == "5 of 8"
+    assert any("capped at the 5 samples not excluded" in c for c in messages(at.caption))
+
+
+def test_a_sample_both_pinned_and_excluded_is_neither_with_a_warning():
+    pool = demo_handle(6)
+    key = score(pool)
+    ids = [f"demo-{i + 1:04d}" for i in range(6)]
+    at = with_data(page("3_Select.py"), pool=pool).run()
+    at.selectbox(key="select_method").set_value("delift")
+    at.multiselect(key="select_pinned").set_value([ids[0], ids[1]])
+    at.multiselect(key="select_excluded").set_value([ids[1]]).run()
+    assert not at.exception and not at.error
+    warnings = [w for w in messages(at.warning) if "both pinned and excluded" in w]
+    assert len(warnings) == 1 and "0002" in warnings[0] and "0001" not in warnings[0]
+    selected = next(m for m in at.metric if m.label == "Selected")
+    assert selected.value == "2 of 6" and selected.delta == "1 pinned"
+    at.text_input(key="select_name").set_value("torn").run()
+    at.button(key="select_save").click().run()
+    cache, _ = services()
+    indices, meta = registry.load_selection(cache, "torn")
+    np.testing.assert_array_equal(indices, _delift_order(key, 6, pinned=[0])[:2])
+    assert meta["pinned_ids"] == [ids[0]] and meta["excluded_ids"] == []
+
+
+def test_add_marks_moves_ids_between_pins_and_exclusions():
+    pins, outs = explain.add_marks(["a", "b"], ["c", "d"], ["d", "a", "e"])
+    assert pins == ["a", "b", "d", "e"] and outs == ["c"]
+    assert explain.add_marks([], ["x"], []) == ([], ["x"])
