@@ -15,6 +15,9 @@ from delift_core.errors import CancelledError  # noqa: E402
 from delift_core.utility import compute_utility, pair_lists, plan_work  # noqa: E402
 
 TOL = 1e-6
+# log p is a sum over the answer's tokens: when a rerun shard groups rows into other batches,
+# padding changes the matrix shapes and float32 rounding moves the sum by ~1e-6 relative.
+LOGPROB_RTOL = 1e-5
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +35,8 @@ def assert_same(got, want):
         if hasattr(a, "toarray"):
             assert (a != 0).nnz == (b != 0).nnz
             a, b = a.toarray(), b.toarray()
-        np.testing.assert_allclose(a, b, rtol=TOL, atol=TOL)
+        rtol = TOL if metric == "rms" else LOGPROB_RTOL
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=TOL)
     assert got.pairs_total == want.pairs_total
 
 

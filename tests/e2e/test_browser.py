@@ -187,7 +187,8 @@ def score_sparse(a: Any, app_url: str) -> None:
     _go(a, "Score")
     a.get_by_test_id("stRadio").filter(has_text="Mode").get_by_text("sparse").click()
     _set_number(a, "Candidates per row (k)", SPARSE_K)
-    passes = POOL_ROWS + POOL_ROWS * (SPARSE_K + 1)  # baselines + k candidates and itself
+    # baselines + each answer without its prompt (quality) + k candidates and itself
+    passes = 2 * POOL_ROWS + POOL_ROWS * (SPARSE_K + 1)
     expect(_metric(a, "Forward passes")).to_have_text(str(passes))
     a.get_by_role("button", name="Start scoring").click()
     job = _new_job_id(a)  # queued behind the page's own speed measurement
