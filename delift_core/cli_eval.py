@@ -70,7 +70,8 @@ def add_eval_parser(subparsers: Any) -> None:
     p.add_argument("--budget", type=_budget, default=0.3, help="fraction (0.3) or count (50)")
     p.add_argument(
         "--methods", default=",".join(DEFAULT_METHODS),
-        help="comma list of initial, random, delift-se, fl-only, delift, full (continual: existing)",
+        help="comma list of initial, random, delift-se, fl-only, delift, delift-q, full"
+        " (continual: existing)",
     )  # fmt: skip
     p.add_argument("--seeds", type=_int_list, default=[0, 1, 2], help="random-subset seeds")
     p.add_argument("--kernel", choices=["minmax", "clip"], default="minmax")
