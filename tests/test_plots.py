@@ -69,7 +69,7 @@ def test_selection_histogram_counts_known_values_by_status():
     chosen = np.array([True, False, True, False, True, False])
     fig = plots.selection_histogram(values, chosen, "quality <score>", bins=4)
     selected, discarded = fig.data
-    assert selected.name == "selected (2)" and discarded.name == "discarded (3)"
+    assert selected.name == "selected samples (2)" and discarded.name == "discarded samples (3)"
     assert selected.y.sum() == 2 and discarded.y.sum() == 3  # NaN is left out
     assert fig.layout.barmode == "stack" and "&lt;score&gt;" in fig.layout.xaxis.title.text
     assert not plots.selection_histogram(np.full(3, np.nan), chosen[:3], "x").data

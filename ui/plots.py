@@ -325,7 +325,8 @@ def selection_histogram(
                     x=centers,
                     y=counts,
                     width=widths,
-                    name=f"{name} ({int((known & mask).sum()):,})",
+                    # "samples" keeps this legend distinct from the map's "selected (n)".
+                    name=f"{name} samples ({int((known & mask).sum()):,})",
                     marker={"color": color},
                     customdata=np.stack([edges[:-1], edges[1:]], axis=1),
                     hovertemplate="%{customdata[0]:.3f} to %{customdata[1]:.3f}: %{y:,}"
