@@ -17,7 +17,7 @@ from delift_core.utility import compute_utility, pair_lists, plan_work  # noqa: 
 TOL = 1e-6
 # U_logprob is a difference of two float32 sums of log p over the answer's tokens (each around
 # -10). When a rerun shard groups rows into other batches, padding changes the matrix shapes and
-# rounding moves a sum by ~3e-6 (seen: a baseline of -10.9 off by 2.9e-6), i.e. 3e-7 of the
+# rounding moves a sum by a few 1e-6 (seen: 2.9e-6 on one target), around 3e-7 of the
 # operands but more than 1e-6 of a small difference; RMS values stay within 1e-6.
 LOGPROB_ATOL = 1e-5
 
