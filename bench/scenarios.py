@@ -186,3 +186,35 @@ def build_scenarios(datasets: Path, split: str, names: list[str]) -> list[Scenar
     if "demo" in names and split == "test":
         out.append(demo_scenario())
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write one scenario's pool as JSONL (with its `kind` labels), e.g. for `delift eval`:
+
+    python bench/scenarios.py S1-dolly_openqa --split test --out /tmp/s1_dolly_test.jsonl
+    """
+    import argparse
+    import os
+
+    default_data = os.environ.get("DELIFT_DATASETS", str(REPO.parent / "shared" / "datasets"))
+    p = argparse.ArgumentParser(description=main.__doc__.split("\n\n")[0])
+    p.add_argument("name", help="scenario name, e.g. S1-dolly_openqa, S2-gsm8k, demo")
+    p.add_argument("--split", choices=["val", "test"], default="test")
+    p.add_argument("--datasets", default=default_data)
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    found = [
+        s
+        for s in build_scenarios(Path(args.datasets), args.split, ["S1", "S2", "S3", "demo"])
+        if s.name == args.name
+    ]
+    if not found:
+        raise SystemExit(f"no scenario named {args.name!r} in the {args.split} split")
+    with open(args.out, "w", encoding="utf-8") as handle:
+        for row, label in zip(found[0].pool, found[0].labels, strict=True):
+            handle.write(json.dumps({**row, "kind": label}, ensure_ascii=False) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
