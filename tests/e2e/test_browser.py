@@ -216,7 +216,7 @@ def select_and_export(a: Any, folder: Path) -> tuple[tuple[str, str, str], list[
     expect(_metric(a, "Selected")).to_have_text(f"{EXPECTED_COUNT} of {POOL_ROWS}")
     _expect_map(a, EXPECTED_COUNT)
     selected = _selection_state(a)
-    _scroll_to(a.get_by_test_id("stSlider"))
+    _scroll_to(a.locator(".st-key-select_budget"))  # the budget slider (Advanced has more)
     _shot(a, "select")
     a.get_by_role("button", name="Save selection").click()
     expect(a.get_by_text(f"Saved {EXPECTED_COUNT} samples as delift")).to_be_visible()
