@@ -342,10 +342,13 @@ def cmd_select(args: argparse.Namespace) -> int:
             inputs = Inputs(inputs.pool, None, None)
         utilities, info = compute_stage(args, inputs, config)
         emb_pool = info.pop("emb_pool")
-        quality = pool_quality(utilities, emb_pool, sel.quality_signal)
         matrices = selection_inputs(
             utilities, sel.metric, emb_pool=emb_pool, quality_signal=sel.quality_signal
         ).__dict__
+        if args.annotate and utilities.answers is not None:
+            # The score is the one selection used; the signals add the near-duplicate one.
+            signals = quality_signals(utilities.answers, utilities.pool.rms, emb_pool)
+            quality = PoolQuality(signals, matrices["quality"])
     elif sel.method == "delift-se":
         matrices, info = embed_inputs(args, inputs)
     result = select_subset(
@@ -357,9 +360,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     chosen = result.take(count)
     annotations = None
     if args.annotate:
-        signals = (
-            quality_rows([""] * n, quality.signals, quality.score) if quality is not None else None
-        )
+        signals = quality_rows(ids, quality.signals, quality.score) if quality else None
         annotations = [
             {
                 "rank": r + 1,
