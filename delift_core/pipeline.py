@@ -17,9 +17,22 @@ from delift_core.embeddings import embed_records, find_candidates
 from delift_core.errors import ConfigError
 from delift_core.models import LanguageModel
 from delift_core.prompts import TextPair
-from delift_core.quality import AnswerScores, quality_score, quality_signals, score_answers
+from delift_core.quality import (
+    AnswerScores,
+    plain_scope,
+    quality_score,
+    quality_signals,
+    score_answers,
+)
 from delift_core.selection import SelectionInputs
-from delift_core.utility import CancelFn, Progress, UtilityResult, compute_utility
+from delift_core.utility import (
+    CancelFn,
+    Progress,
+    UtilityResult,
+    compute_utility,
+    load_cached,
+    plan_work,
+)
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +123,7 @@ def score_stage(
         return embed_records(records, embedder.model, embedder.key, cache)
 
     def run(phase: str, rows: Sequence[TextPair], cols: Sequence[TextPair], same: bool):
-        candidates = None
-        if config.mode == "sparse":
-            candidates = find_candidates(embed(rows), embed(cols), config.k, same_set=same)
+        candidates = _candidates(config, rows, cols, same, embed)
 
         def report(p: Progress) -> None:
             if on_progress is not None:
@@ -135,6 +146,78 @@ def score_stage(
         lm, pool, config, cache=cache, on_progress=report_quality, should_cancel=should_cancel
     )
     return StageUtilities(pool_result, query, private, answers)
+
+
+def _candidates(
+    config: ScoringConfig,
+    rows: Sequence[TextPair],
+    cols: Sequence[TextPair],
+    same: bool,
+    embed: Callable[[Sequence[TextPair]], np.ndarray],
+) -> list[np.ndarray] | None:
+    """Sparse mode: each row's k nearest columns by embedding; exact mode: None (every pair)."""
+    if config.mode != "sparse":
+        return None
+    return find_candidates(embed(rows), embed(cols), config.k, same_set=same)
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """Forward passes of scoring a stage: `total`, of which `cached` are already stored."""
+
+    total: int
+    cached: int
+
+    @property
+    def remaining(self) -> int:
+        """Passes a run would compute now."""
+        return self.total - self.cached
+
+
+def plan_stage(
+    model_id: str,
+    pool: Sequence[TextPair],
+    config: ScoringConfig,
+    cache: UtilityCache,
+    *,
+    targets: Sequence[TextPair] | None = None,
+    existing: Sequence[TextPair] | None = None,
+    embed: Callable[[Sequence[TextPair]], np.ndarray] | None = None,
+) -> StagePlan:
+    """The passes `score_stage` would run, counting those the cache holds, without a model.
+
+    The same work lists as the run (utility.plan_work, load_cached), so `remaining` is exactly
+    what a run computes. Sparse mode needs `embed` (the embeddings that choose candidates;
+    pass a cache-only one to avoid loading an embedder: it may raise LookupError).
+    """
+    if config.mode == "sparse" and embed is None:
+        raise ConfigError("planning a sparse run needs the embeddings that choose candidates")
+    matrices = [(pool, pool, True)]
+    if targets:
+        matrices.append((targets, pool, False))
+    if existing:
+        matrices.append((pool, existing, False))
+    total = remaining = 0
+    # Rows an earlier matrix of the run computes are in the cache when a later one reads them.
+    done_base: set[str] = set()
+    done_pairs: set[tuple[str, str]] = set()
+    for rows, cols, same in matrices:
+        work = plan_work(model_id, rows, cols, config, _candidates(config, rows, cols, same, embed))
+        load_cached(work, cache)
+        bases = [work.t_hash[i] for i in work.missing_baselines()]
+        pairs = [
+            (work.e_hash[work.pair_e[p]], work.t_hash[work.pair_t[p]]) for p in work.missing_pairs()
+        ]
+        total += work.total
+        remaining += sum(h not in done_base for h in bases)
+        remaining += sum(p not in done_pairs for p in pairs)
+        done_base.update(bases)
+        done_pairs.update(pairs)
+    # The answers after their prompts are U_pool's baselines; after EOS alone, one row each.
+    stored = cache.load_baselines(plain_scope(model_id, config), [r.hash for r in pool])
+    total += len(pool)
+    remaining += sum(r.hash not in stored for r in pool)
+    return StagePlan(total, total - remaining)
 
 
 def stage_key(

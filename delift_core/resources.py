@@ -52,6 +52,18 @@ def estimate_run(
     return RunEstimate(total, total + baselines, total * BYTES_PER_PAIR)
 
 
+# Exact mode is proposed up to this many forward passes (a few minutes on a laptop CPU); above
+# it sparse mode with SPARSE_DEFAULT_K candidates, whose cost grows like n * k instead of n².
+EXACT_DEFAULT_LIMIT = 1_500
+SPARSE_DEFAULT_K = 8
+
+
+def suggest_mode(n_pool: int, n_targets: int = 0, n_existing: int = 0) -> str:
+    """'exact' when scoring every pair costs at most EXACT_DEFAULT_LIMIT passes, else 'sparse'."""
+    exact = estimate_run(n_pool, "exact", 0, n_targets, n_existing)
+    return "exact" if exact.passes <= EXACT_DEFAULT_LIMIT else "sparse"
+
+
 def available_memory() -> int:
     """Bytes of memory available now (MemAvailable on Linux; total physical memory elsewhere)."""
     try:

@@ -13,8 +13,8 @@ from delift_core.config import ScoringConfig
 from delift_core.errors import DeliftError, ResourceError
 from delift_core.jobs import JobState
 from delift_core.pipeline import list_stages
-from delift_core.resources import check_fits, estimate_run
-from ui import layout, registry, state, tasks
+from delift_core.resources import SPARSE_DEFAULT_K, check_fits, estimate_run, suggest_mode
+from ui import estimates, layout, registry, state, tasks
 
 svc = layout.setup_page("Score", icon=":material/speed:")
 manager, cache = svc.manager, svc.cache
@@ -25,7 +25,7 @@ st.caption(
     "helps it answer the other. Rows already in the cache are never computed twice, so a "
     "cancelled or interrupted run resumes where it stopped."
 )
-pool_handle = layout.require_pool()
+layout.require_pool()
 handles = state.handles()
 rows = {role: (h["rows"] if h else 0) for role, h in handles.items()}
 
@@ -35,6 +35,9 @@ for role, handle in handles.items():
     if handle is not None:
         st.text(f"{role}: {handle['label']} · {handle['rows']:,} rows")
 
+suggested = suggest_mode(rows["pool"], rows["targets"], rows["existing"])
+if "score_mode" not in st.session_state:
+    st.session_state["score_mode"] = suggested
 c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
 model = (
     c1.text_input(
@@ -54,11 +57,21 @@ mode = c2.radio(
     help="exact: every pair. sparse: each row's k most similar candidates (by sentence "
     "embedding), far fewer passes for large pools.",
 )
-k = c3.number_input("Candidates per row (k)", 1, 1024, 8, key="score_k", disabled=mode == "exact")
+k = c3.number_input(
+    "Candidates per row (k)", 1, 1024, SPARSE_DEFAULT_K, key="score_k", disabled=mode == "exact"
+)
 batch = c4.number_input("Batch size", 1, 1024, 32, key="score_batch")
+exact_passes = estimate_run(rows["pool"], "exact", 0, rows["targets"], rows["existing"]).passes
+if suggested == "sparse":
+    st.caption(
+        f"Sparse mode is proposed: exact mode would run {exact_passes:,} forward passes (every "
+        f"pair), sparse mode about {rows['pool'] * (int(k) + 1):,} for the pool, with nearly the "
+        "same selections (docs/benchmarks.md, sparse fidelity)."
+    )
 
 try:
     config = ScoringConfig(mode=mode, k=int(k), batch_size=int(batch))
+    datasets = {role: registry.dataset_for(h, cache) if h else None for role, h in handles.items()}
 except DeliftError as exc:
     st.error(layout.escape_md(exc))
     st.stop()
@@ -70,34 +83,63 @@ try:
     too_big = None
 except ResourceError as exc:
     too_big = str(exc)
-rate = registry.get_rate(model)
+rate = estimates.get_rate(model, cache)
+try:
+    lm_id: str | None = estimates.model_id(model)
+except DeliftError as exc:
+    st.warning(f"Model: {layout.escape_md(exc)}")
+    lm_id = None
+plan = estimates.plan(cache, lm_id, config, datasets) if lm_id else None
+to_run = cost.passes if plan is None else plan.remaining
 
 
 def _calibrate() -> bool:
     try:
-        pool_ds = registry.dataset_for(pool_handle, cache)
-        tasks.submit_calibration(manager, model, pool_ds, int(batch))
+        tasks.submit_calibration(manager, cache, model, datasets["pool"], int(batch))
     except DeliftError as exc:
         st.error(f"Cannot measure the speed: {layout.escape_md(exc)}")
         return False
     return True
 
 
-if rate is None and not active_jobs and state.mark_calibrated(model):
+# Only the embedded model is measured by itself: another model loads only when asked for.
+auto_measure = registry.canonical_model(model) == "default"
+if (
+    rate is None
+    and to_run
+    and auto_measure
+    and lm_id
+    and not active_jobs
+    and state.mark_calibrated(model)
+):
     _calibrate()
     active_jobs = manager.list_jobs(active_only=True)
 
 st.subheader("Cost estimate")
 m1, m2, m3 = st.columns(3)
-m1.metric(
-    "Forward passes",
-    f"{cost.passes:,}",
-    help=f"{cost.passes - cost.pairs:,} without an example + {cost.pairs:,} pairs; pairs already "
-    "in the cache are skipped",
-)
-if rate:
-    m2.metric("Estimated time", layout.fmt_seconds(cost.passes / rate))
-    m2.caption(f"at {rate:,.1f} passes/s, measured on this machine (rough)")
+if plan is None:
+    m1.metric(
+        "Forward passes",
+        f"{cost.passes:,}",
+        help=f"{cost.passes - cost.pairs:,} without an example + {cost.pairs:,} pairs",
+    )
+    if mode == "sparse":
+        m1.caption("Passes in the cache are counted once this data's embeddings exist.")
+else:
+    m1.metric(
+        "Forward passes to run",
+        f"{plan.remaining:,}",
+        help=f"of {plan.total:,} in all; {plan.cached:,} are already in the cache and are "
+        "not computed again",
+    )
+    if plan.cached:
+        m1.caption(f"{plan.cached:,} of {plan.total:,} passes are already in the cache.")
+if not to_run:
+    m2.metric("Estimated time", "0 s")
+    m2.caption("everything is in the cache")
+elif rate:
+    m2.metric("Estimated time", layout.fmt_seconds(to_run / rate))
+    m2.caption(f"at {rate:,.1f} passes/s, measured on this machine; a running job updates it")
 else:
     measuring = any(j.kind == tasks.CALIBRATE for j in active_jobs)
     m2.metric("Estimated time", "measuring..." if measuring else "not measured")
@@ -106,10 +148,12 @@ else:
     tried = [j for j in manager.list_jobs(kind=tasks.CALIBRATE) if j.params["model"] == model]
     if not measuring and tried and tried[0].state == "failed":
         st.warning(f"Speed measurement failed: {layout.escape_md(tried[0].error)}")
+weights = estimates.model_bytes(model)
 m3.metric(
     "Peak memory",
-    layout.fmt_bytes(cost.memory_bytes),
-    help="the utility matrices while they are assembled, and the selection kernel",
+    layout.fmt_bytes(cost.memory_bytes + (weights or 0)),
+    help=(f"model weights {layout.fmt_bytes(weights)} + " if weights else "")
+    + f"utility matrices and selection kernel {layout.fmt_bytes(cost.memory_bytes)}",
 )
 if too_big:
     st.error(f"This run would not fit in memory: {layout.escape_md(too_big)}")
@@ -146,7 +190,8 @@ def _progress_text(job: JobState) -> str:
 
 
 def _show_job(job: JobState) -> None:
-    with st.container(border=True):
+    # Keyed by job id: a job that moves from queued to running replaces its card, never adds one.
+    with st.container(border=True, key=f"score_job_{job.id}"):
         head, button = st.columns([5, 1])
         head.text(f"{KIND_LABELS.get(job.kind, job.kind)} · job {job.id} · {job.state}")
         if job.state == "running":
@@ -180,6 +225,28 @@ def _finished_table(jobs: list[JobState]) -> pd.DataFrame:
     )
 
 
+def _covered(job_params: dict[str, Any]) -> dict[str, str | None]:
+    return {role: (job_params.get(role) or {}).get("hash") for role in tasks.ROLES}
+
+
+def _ready_note(job: JobState) -> None:
+    """Say what the finished scores cover, and what the data loaded now still lacks."""
+    scored = [role for role, h in _covered(job.params).items() if h]
+    if _covered(job.params) == _covered(params):
+        st.success(f"The scores of the data loaded now are ready ({', '.join(scored)}).")
+        st.page_link("pages/3_Select.py", label="Go to Select", icon=":material/filter_alt:")
+    else:
+        st.info(
+            f"The latest scores (of the {', '.join(scored)} then loaded) are ready, but the data "
+            "loaded now differs: start scoring to score it."
+        )
+    if not handles.get("targets") or not handles.get("existing"):
+        st.caption(
+            "Select offers the task stage once a target set, and the continual stage once an "
+            "existing set, is loaded on Data and scored with the pool."
+        )
+
+
 def _signature(jobs: list[JobState]) -> tuple[tuple[str, str], ...]:
     return tuple((j.id, j.state) for j in jobs)
 
@@ -198,8 +265,7 @@ def jobs_panel(was_active: tuple[tuple[str, str], ...]) -> None:
         latest_score = next((j for j in finished if j.kind == tasks.SCORE), None)
         if latest_score is not None and latest_score.state == "done":
             st.session_state[state.STAGE_KEY] = latest_score.result["stage_key"]
-            st.success("The latest scores are ready.")
-            st.page_link("pages/3_Select.py", label="Go to Select", icon=":material/filter_alt:")
+            _ready_note(latest_score)
         elif latest_score is not None and latest_score.state == "failed":
             st.error(f"Scoring failed: {layout.escape_md(latest_score.error)}")
         elif latest_score is not None and latest_score.state == "cancelled":
@@ -235,15 +301,24 @@ if leftovers:
             b1, b2, _ = st.columns([1, 1, 4])
             if b1.button("Resume", key=f"score_resume_{run['id']}"):
                 try:
-                    new_id = tasks.submit_score(manager, cache, run["params"])
+                    tasks.resume_run(manager, cache, run)
                 except DeliftError as exc:
                     st.error(f"Cannot resume: {layout.escape_md(exc)}")
                 else:
-                    manager.mark_run(run["id"], "resumed", f"resumed as job {new_id}")
                     st.rerun()
             if b2.button("Dismiss", key=f"score_dismiss_{run['id']}"):
                 manager.mark_run(run["id"], "dismissed")
                 st.rerun()
+
+chosen = st.checkbox(
+    "Resume unfinished runs by themselves when the server restarts",
+    value=tasks.auto_resume(cache),
+    key="score_auto_resume",
+    help="Scores already computed are always kept; this only restarts the runs that were "
+    "interrupted, without waiting for a click here.",
+)
+if chosen != tasks.auto_resume(cache):
+    tasks.set_auto_resume(cache, chosen)
 
 stages = list_stages(cache)
 if stages:

@@ -47,3 +47,15 @@ def test_gpu_batch_limits_grow_with_free_memory():
     # Half of the free memory at most, by the per-token estimate.
     per_token = 2 * (2 * 30 * 3 * 64 + 2 * 9 * 64 + 12 * 576 + 3 * 1536)
     assert small[1] * per_token <= 0.5 * 8 * 2**30
+
+
+def test_exact_mode_is_proposed_only_while_it_is_cheap():
+    from delift_core.resources import EXACT_DEFAULT_LIMIT, suggest_mode
+
+    assert suggest_mode(12) == "exact"
+    assert suggest_mode(60) == "sparse"  # the demo slice: 3,720 passes exact
+    small = max(
+        n for n in range(1, 200) if estimate_run(n, "exact", 0).passes <= EXACT_DEFAULT_LIMIT
+    )
+    assert suggest_mode(small) == "exact" and suggest_mode(small + 1) == "sparse"
+    assert suggest_mode(small, n_targets=5) == "sparse"

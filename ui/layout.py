@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -16,6 +17,7 @@ from ui import registry, services, state
 
 log = logging.getLogger(__name__)
 
+FAVICON = Path(__file__).resolve().parents[1] / "assets" / "favicon.png"
 # Rows of the demo set loaded at start-up: small enough to score in minutes on a CPU.
 DEMO_START_ROWS = 60
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
@@ -52,10 +54,14 @@ def fmt_bytes(size: float) -> str:
     return f"{size:.1f} TB"
 
 
-def setup_page(title: str, icon: str = ":material/filter_alt:") -> Services:
+def setup_page(title: str, icon: str | None = None) -> Services:
     """Configure the page, open the cache and job manager, load the demo pool on first visit
-    and draw the sidebar. Stops the page with an error when the cache cannot be opened."""
-    st.set_page_config(page_title=f"{title} · DELIFT Studio", page_icon=icon, layout="wide")
+    and draw the sidebar. Stops the page with an error when the cache cannot be opened.
+
+    The browser tab shows the bundled icon: a Material icon as page icon would be fetched from
+    an outside host, and the app makes no outside requests. `icon` (the page's Material icon in
+    the navigation, set in app.py) is accepted for the call sites' readability only."""
+    st.set_page_config(page_title=f"{title} · DELIFT Studio", page_icon=str(FAVICON), layout="wide")
     try:
         svc = Services(services.get_cache(), services.get_manager())
     except DeliftError as exc:

@@ -29,7 +29,13 @@ from delift_core.config import (
 from delift_core.data import Dataset, hash_records, load_bytes, load_dataset
 from delift_core.embeddings import embed_records
 from delift_core.errors import ConfigError, DataError
-from delift_core.models import LanguageModel, embedder_id, load_causal_lm, load_embedder
+from delift_core.models import (
+    DEFAULT_LM,
+    LanguageModel,
+    embedder_id,
+    load_causal_lm,
+    load_embedder,
+)
 from delift_core.pipeline import Embedder, StageUtilities, load_stage
 from delift_core.projection import load_projection
 from delift_core.quality import quality_score, quality_signals
@@ -45,7 +51,6 @@ _lock = threading.RLock()
 _datasets: OrderedDict[str, Dataset] = OrderedDict()  # by dataset hash
 _by_spec: dict[str, str] = {}  # canonical spec -> dataset hash
 _uploads: dict[str, tuple[str, bytes]] = {}  # digest -> (name, bytes), this process only
-_rates: dict[str, float] = {}  # model name -> forward passes per second
 _stages: OrderedDict[tuple[str, str], StageUtilities] = OrderedDict()
 _selections: OrderedDict[tuple, SelectionResult] = OrderedDict()
 _signals: OrderedDict[tuple, dict[str, np.ndarray]] = OrderedDict()
@@ -73,7 +78,16 @@ def load_lm(name: str) -> LanguageModel:
             if "tiny" not in _tiny:
                 _tiny["tiny"] = build_tiny_lm()
             return _tiny["tiny"]
-    return load_causal_lm(name or "default")
+    return load_causal_lm(canonical_model(name))
+
+
+def canonical_model(name: str) -> str:
+    """'default', or the model folder as an absolute path with symlinks resolved, so that each
+    spelling of one folder (`m/`, `m//`, `./m`) is one model, loaded once."""
+    name = (name or "").strip()
+    if name in ("", DEFAULT_LM):
+        return DEFAULT_LM
+    return str(Path(name).expanduser().resolve())
 
 
 def embedder_key() -> str:
@@ -94,17 +108,6 @@ def load_embedder_handle() -> Embedder:
     return Embedder(load_embedder("default"), embedder_id("default"))
 
 
-def set_rate(model: str, passes_per_second: float) -> None:
-    with _lock:
-        _rates[model] = float(passes_per_second)
-
-
-def get_rate(model: str) -> float | None:
-    """Measured forward passes per second for a model name, if any."""
-    with _lock:
-        return _rates.get(model)
-
-
 # -- datasets -------------------------------------------------------------------------------
 
 
@@ -113,9 +116,9 @@ def _canonical(spec: dict[str, Any]) -> str:
 
 
 def reset() -> None:
-    """Forget every dataset, upload, rate and result held in memory (tests)."""
+    """Forget every dataset, upload and result held in memory (tests)."""
     with _lock:
-        for store in (_datasets, _by_spec, _uploads, _rates, _stages, _selections, _signals):
+        for store in (_datasets, _by_spec, _uploads, _stages, _selections, _signals):
             store.clear()
 
 
@@ -246,8 +249,13 @@ class _CacheOnly:
 
 def cached_embeddings(cache: UtilityCache, ds: Dataset) -> np.ndarray | None:
     """The stored sentence embeddings (n, d) of a dataset, or None when not computed yet."""
+    return cached_embeddings_of(cache, ds.records)
+
+
+def cached_embeddings_of(cache: UtilityCache, records: Sequence[Any]) -> np.ndarray | None:
+    """The stored sentence embeddings (n, d) of records, or None when not computed yet."""
     try:
-        return embed_records(ds.records, _CacheOnly(), embedder_key(), cache)
+        return embed_records(records, _CacheOnly(), embedder_key(), cache)
     except LookupError:
         return None
 

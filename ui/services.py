@@ -7,10 +7,15 @@ $DELIFT_CACHE at a temporary file get their own. Models are loaded by jobs in th
 
 from __future__ import annotations
 
+import logging
+
 import streamlit as st
 
 from delift_core.cache import UtilityCache, default_cache_path
 from delift_core.jobs import JobManager
+from ui import tasks
+
+log = logging.getLogger(__name__)
 
 
 def cache_path() -> str:
@@ -24,7 +29,12 @@ def _open_cache(path: str) -> UtilityCache:
 
 @st.cache_resource(show_spinner=False)
 def _open_manager(path: str) -> JobManager:
-    return JobManager(_open_cache(path))
+    cache = _open_cache(path)
+    manager = JobManager(cache)
+    started = tasks.resume_unfinished(manager, cache)
+    if started:
+        log.info("resumed %d unfinished run(s) after a restart", len(started))
+    return manager
 
 
 def get_cache() -> UtilityCache:

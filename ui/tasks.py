@@ -11,15 +11,18 @@ import logging
 import time
 from typing import Any
 
+import numpy as np
+
 from delift_core.cache import UtilityCache
 from delift_core.config import ScoringConfig
 from delift_core.data import Dataset
 from delift_core.embeddings import embed_records
+from delift_core.errors import DeliftError
 from delift_core.jobs import JobContext, JobManager
 from delift_core.pipeline import list_stages, save_stage, score_stage, stage_key
 from delift_core.projection import project_2d
 from delift_core.utility import Progress, compute_utility
-from ui import registry
+from ui import estimates, registry
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +113,14 @@ def run_score(
     if any(k == key for k, _ in list_stages(cache)):
         ctx.report("scored", message="These scores were already in the cache")
     else:
+        computed_by_phase: dict[str, int] = {}
 
         def on_progress(phase: str, p: Progress) -> None:
             label = PHASE_LABELS.get(phase, phase)
+            computed_by_phase[phase] = p.done - p.reused
+            if p.done - p.reused >= estimates.MIN_LIVE_PASSES and p.elapsed_s > 0:
+                # The estimate on the Score page follows the running job's own speed.
+                estimates.set_rate(params["model"], (p.done - p.reused) / p.elapsed_s)
             ctx.report(
                 label, p.done, p.total, p.eta_s,
                 f"{p.reused:,} passes reused from cache" if p.reused else "",
@@ -132,11 +140,11 @@ def run_score(
         )
         seconds = time.perf_counter() - started
         results = utilities.results().values()
-        computed = sum(r.pairs_computed + r.baselines_computed for r in results)
+        computed = sum(computed_by_phase.values())  # forward passes run, answer scores included
         # The engine's own time excludes embedding and candidate search (sparse mode).
         engine_seconds = sum(r.seconds for r in results)
         if computed >= 50 and engine_seconds > 0:
-            registry.set_rate(params["model"], computed / engine_seconds)
+            estimates.set_rate(params["model"], computed / engine_seconds, cache)
         save_stage(cache, key, utilities, stage_meta(params, lm.model_id, config, datasets))
     result: dict[str, Any] = {"stage_key": key, "passes": computed, "seconds": seconds}
     try:
@@ -144,7 +152,48 @@ def run_score(
     except Exception as exc:  # the scores are saved; a missing map must not hide them
         log.exception("map after scoring failed")
         result["map_error"] = str(exc)
+    summary = f"{computed:,} passes computed" if computed else "all passes were in the cache"
+    ctx.report("finished", message=f"{summary}; scores saved" + (
+        "; the map failed" if "map_error" in result else ", map ready"
+    ))  # fmt: skip
     return result
+
+
+# -- after a restart ------------------------------------------------------------------------
+
+AUTO_RESUME_KIND, AUTO_RESUME_KEY = "setting", "auto_resume"
+
+
+def auto_resume(cache: UtilityCache) -> bool:
+    """Whether unfinished score runs resume by themselves when the server starts (stored in
+    the cache, so the choice outlives the server)."""
+    stored = cache.get_array(AUTO_RESUME_KIND, AUTO_RESUME_KEY)
+    return bool(stored is not None and stored.size and stored[0])
+
+
+def set_auto_resume(cache: UtilityCache, on: bool) -> None:
+    cache.put_array(AUTO_RESUME_KIND, AUTO_RESUME_KEY, np.array([int(on)], dtype=np.int64))
+
+
+def resume_run(manager: JobManager, cache: UtilityCache, run: dict[str, Any]) -> str:
+    """Submit a stored unfinished score run again (cached rows are reused) and mark it resumed."""
+    job_id = submit_score(manager, cache, run["params"])
+    manager.mark_run(run["id"], "resumed", f"resumed as job {job_id}")
+    return job_id
+
+
+def resume_unfinished(manager: JobManager, cache: UtilityCache) -> list[str]:
+    """Resume every unfinished score run when the user chose so; returns the new job ids. A run
+    whose data cannot be loaded any more stays listed for the user to dismiss."""
+    if not auto_resume(cache):
+        return []
+    started = []
+    for run in manager.unfinished_runs(SCORE):
+        try:
+            started.append(resume_run(manager, cache, run))
+        except DeliftError as exc:
+            log.warning("cannot resume run %s: %s", run["id"], exc)
+    return started
 
 
 # -- maps -----------------------------------------------------------------------------------
@@ -187,16 +236,22 @@ def submit_map(
 # -- speed calibration ----------------------------------------------------------------------
 
 
-def submit_calibration(manager: JobManager, model: str, pool: Dataset, batch_size: int) -> str:
-    """Queue a short speed measurement for a model on the first rows of the pool."""
-    sample = list(pool.records[:3])
+def submit_calibration(
+    manager: JobManager, cache: UtilityCache, model: str, pool: Dataset, batch_size: int
+) -> str:
+    """Queue a short speed measurement for a model on the first rows of the pool: 8 targets
+    and 4 examples, batched as a real run is (a handful of single rows would mostly measure
+    per-call overhead and promise a run several times too slow)."""
+    sample = list(pool.records[:8])
     params = {"model": model, "batch_size": batch_size, "rows": len(sample)}
     return manager.submit(
-        CALIBRATE, params, lambda ctx: run_calibration(ctx, model, sample, batch_size)
+        CALIBRATE, params, lambda ctx: run_calibration(ctx, cache, model, sample, batch_size)
     )
 
 
-def run_calibration(ctx: JobContext, model: str, sample: list[Any], batch_size: int) -> float:
+def run_calibration(
+    ctx: JobContext, cache: UtilityCache, model: str, sample: list[Any], batch_size: int
+) -> float:
     """Worker: time a few uncached passes (after one warm-up) and store passes per second."""
     ctx.report("loading the model", message=f"Loading model {model}")
     lm = registry.load_lm(model)
@@ -204,9 +259,10 @@ def run_calibration(ctx: JobContext, model: str, sample: list[Any], batch_size: 
     ctx.report("measuring speed", message="Scoring a few pairs without the cache")
     compute_utility(lm, sample[:1], sample[:1], config, should_cancel=ctx.cancelled)
     started = time.perf_counter()
-    examples = sample[:2]
+    examples = sample[:4]
     result = compute_utility(lm, sample, examples, config, should_cancel=ctx.cancelled)
     seconds = max(time.perf_counter() - started, 1e-6)
     rate = (result.pairs_computed + result.baselines_computed) / seconds
-    registry.set_rate(model, rate)
+    estimates.set_rate(model, rate, cache)
+    ctx.report("finished", message=f"{rate:,.1f} passes per second")
     return rate

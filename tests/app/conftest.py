@@ -15,12 +15,14 @@ if str(ROOT) not in sys.path:  # pages import the `ui` package from the reposito
 @pytest.fixture(autouse=True)
 def app_env(tmp_path, monkeypatch):
     """Test model, a temporary cache, and clean process-level state around each test."""
-    from ui import registry, services
+    from ui import estimates, registry, services
 
     monkeypatch.setenv("DELIFT_TEST_MODEL", "tiny")
     monkeypatch.setenv("DELIFT_CACHE", str(tmp_path / "cache.duckdb"))
     monkeypatch.chdir(tmp_path)
     registry.reset()
+    estimates.forget_rates()
     yield tmp_path
     services.shutdown()
     registry.reset()
+    estimates.forget_rates()

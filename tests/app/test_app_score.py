@@ -27,11 +27,12 @@ def test_estimate_then_score_in_the_background():
     assert_clean(at)
     metrics = {m.label: m.value for m in at.metric}
     # 6 baselines + 36 pairs + 6 answers scored without their prompt (quality signals)
-    assert metrics["Forward passes"] == "48"
-    assert metrics["Peak memory"] == "1.8 KB"  # 36 pairs x 52 bytes
+    assert metrics["Forward passes to run"] == "48"
+    assert metrics["Peak memory"] == "1.8 KB"  # 36 pairs x 52 bytes (the test model: no size)
     at.radio(key="score_mode").set_value("sparse").run()
     at.number_input(key="score_k").set_value(2).run()
-    # 6 baselines + 6 answers without prompt + 6 x 3 sparse pairs
+    # 6 baselines + 6 answers without prompt + 6 x 3 sparse pairs (no embeddings yet, so the
+    # cache is not consulted)
     assert {m.label: m.value for m in at.metric}["Forward passes"] == "30"
     at.radio(key="score_mode").set_value("exact").run()
 
@@ -46,7 +47,7 @@ def test_estimate_then_score_in_the_background():
 
     at.run()
     assert_clean(at)
-    assert "The latest scores are ready." in messages(at.success)
+    assert "The scores of the data loaded now are ready (pool)." in messages(at.success)
     assert "not measured" not in {m.value for m in at.metric}
     cache, _ = services()
     key = kinds["score"].result["stage_key"]
@@ -102,15 +103,16 @@ def test_unfinished_run_from_a_previous_server_can_be_resumed():
     assert all(not b.key or not b.key.startswith("score_resume_") for b in at.button)
 
 
-def test_a_missing_model_folder_is_reported(tmp_path):
+def test_a_missing_model_folder_is_reported_without_loading_anything(tmp_path):
     at = with_data(page("2_Score.py"), pool=demo_handle(4))
     at.run()
     wait_for_jobs()
+    _, manager = services()
+    jobs_before = len(manager.list_jobs())
     missing = str(tmp_path / "no-such-model")
     at.text_input(key="score_model").set_value(missing).run()
-    wait_for_jobs()  # the automatic speed measurement of the new model fails
-    at.run()
     assert any("model folder not found" in w for w in messages(at.warning))
+    assert len(manager.list_jobs()) == jobs_before  # typing a path starts no job
     at.button(key="score_start").click().run()
     states = [s for s in wait_for_jobs() if s.kind == "score"]
     assert states[0].state == "failed" and "model folder not found" in states[0].error
@@ -126,3 +128,80 @@ def test_a_run_that_cannot_fit_in_memory_is_refused(monkeypatch):
     assert not at.exception
     assert any("would not fit in memory" in e and "sparse" in e for e in messages(at.error))
     assert at.button(key="score_start").disabled
+
+
+def _metrics(at) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_the_estimate_counts_cached_passes_and_equals_the_passes_run():
+    from apptools import score
+
+    score(demo_handle(4))  # an earlier run on part of the data
+    at = with_data(page("2_Score.py"), pool=demo_handle(6)).run()
+    assert_clean(at)
+    # 6 + 36 + 6 in all; 4 + 16 + 4 of them are cached.
+    assert _metrics(at)["Forward passes to run"] == "24"
+    at.button(key="score_start").click().run()
+    job = next(s for s in wait_for_jobs() if s.kind == "score")
+    assert job.state == "done" and job.result["passes"] == 24
+    at.run()
+    assert _metrics(at)["Forward passes to run"] == "0"
+    assert _metrics(at)["Estimated time"] == "0 s"
+
+
+def test_the_speed_is_kept_across_a_restart_and_follows_the_running_job():
+    from ui import estimates
+
+    cache, _ = services()
+    at = with_data(page("2_Score.py"), pool=demo_handle(8)).run()
+    calibration = next(s for s in wait_for_jobs() if s.kind == "calibrate")
+    assert calibration.state == "done"
+    estimates.forget_rates()  # a new server process: only the cache remembers
+    assert estimates.get_rate("default", cache) == calibration.result
+    at.button(key="score_start").click().run()
+    wait_for_jobs()
+    assert estimates.get_rate("default", cache) != calibration.result  # the job's own speed
+    kinds = [j.kind for j in services()[1].list_jobs()]
+    assert kinds.count("calibrate") == 1
+
+
+def test_finished_jobs_say_what_they_did_and_new_data_is_not_called_ready():
+    at = with_data(page("2_Score.py"), pool=demo_handle(4)).run()
+    at.button(key="score_start").click().run()
+    wait_for_jobs()
+    at.run()
+    table = at.dataframe[0].value
+    assert not table["message"].str.contains("UMAP").any()
+    assert table["message"].str.contains("passes computed").any()
+    with_data(at, pool=demo_handle(4), targets=demo_handle(2, offset=10)).run()
+    assert not any("data loaded now are ready" in m for m in messages(at.success))
+    assert any("the data loaded now differs" in m for m in messages(at.info))
+
+
+def test_the_demo_slice_is_proposed_in_sparse_mode_with_the_reason():
+    at = with_data(page("2_Score.py"), pool=demo_handle(60)).run()
+    assert_clean(at)
+    assert at.radio(key="score_mode").value == "sparse"
+    assert any("exact mode would run 3,720 forward passes" in c for c in messages(at.caption))
+
+
+def test_unfinished_runs_resume_by_themselves_when_the_user_chose_so():
+    from ui import services as svc
+
+    pool = demo_handle(5)
+    cache, manager = services()
+    at = with_data(page("2_Score.py"), pool=pool).run()
+    wait_for_jobs()
+    assert at.checkbox(key="score_auto_resume").value is False
+    at.checkbox(key="score_auto_resume").check().run()
+    params = tasks.score_params({"pool": pool}, "default", ScoringConfig())
+    cache.save_run("interrupted", "score", "running", params)
+    # A restart: a new job manager on the same cache.
+    manager.shutdown()
+    svc._open_manager.clear()
+    _, restarted = services()
+    jobs = [j for j in restarted.list_jobs() if j.kind == "score"]
+    assert len(jobs) == 1 and jobs[0].params == params
+    assert restarted.wait(jobs[0].id, timeout=120).state == "done"
+    assert {r["id"]: r for r in cache.list_runs()}["interrupted"]["state"] == "resumed"

@@ -1,0 +1,115 @@
+"""What a score run will cost before it starts: passes left after the cache, speed, memory.
+
+The speed (forward passes per second) is kept per model in memory and in the cache, so that a
+restarted server does not measure it again; a running job updates it from its own progress, so
+the estimate corrects itself. Nothing here loads a model: the model's cache id and weight size
+come from its files, and sparse candidates from embeddings already in the cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import numpy as np
+
+from delift_core.cache import UtilityCache
+from delift_core.config import ScoringConfig
+from delift_core.data import Dataset
+from delift_core.errors import CacheError, DeliftError
+from delift_core.models import DEFAULT_LM, causal_lm_id, causal_lm_weight_bytes
+from delift_core.pipeline import StagePlan, plan_stage
+from delift_core.prompts import TextPair
+from ui import registry
+
+log = logging.getLogger(__name__)
+
+RATE_KIND = "speed"
+# A live rate is trusted once a job has computed this many passes.
+MIN_LIVE_PASSES = 20
+
+_lock = threading.Lock()
+_rates: dict[str, float] = {}  # canonical model name -> forward passes per second
+
+
+def set_rate(model: str, passes_per_second: float, cache: UtilityCache | None = None) -> None:
+    """Remember a measured speed (and store it in the cache when one is given)."""
+    model = registry.canonical_model(model)
+    with _lock:
+        _rates[model] = float(passes_per_second)
+    if cache is not None:
+        try:
+            cache.put_array(RATE_KIND, model, np.array([passes_per_second], dtype=np.float64))
+        except CacheError as exc:
+            log.warning("cannot store the speed of %s: %s", model, exc)
+
+
+def get_rate(model: str, cache: UtilityCache | None = None) -> float | None:
+    """Forward passes per second measured for a model, here or by an earlier server."""
+    model = registry.canonical_model(model)
+    with _lock:
+        if model in _rates:
+            return _rates[model]
+    stored = cache.get_array(RATE_KIND, model) if cache is not None else None
+    if stored is None or not stored.size or not np.isfinite(stored[0]) or stored[0] <= 0:
+        return None
+    with _lock:
+        _rates.setdefault(model, float(stored[0]))
+        return _rates[model]
+
+
+def forget_rates() -> None:
+    """Forget the speeds held in memory (tests)."""
+    with _lock:
+        _rates.clear()
+
+
+def model_id(model: str) -> str:
+    """The cache id of a model name, without loading it (DeliftError for a bad folder)."""
+    if registry.test_mode() and registry.canonical_model(model) == DEFAULT_LM:
+        return registry.load_lm(DEFAULT_LM).model_id  # the tiny test model builds in ms
+    return causal_lm_id(registry.canonical_model(model))
+
+
+def model_bytes(model: str) -> int | None:
+    """Bytes the model's weights take in memory, or None when unknown."""
+    if registry.test_mode() and registry.canonical_model(model) == DEFAULT_LM:
+        return None
+    try:
+        return causal_lm_weight_bytes(registry.canonical_model(model))
+    except DeliftError:
+        return None
+
+
+def plan(
+    cache: UtilityCache,
+    lm_id: str,
+    config: ScoringConfig,
+    datasets: dict[str, Dataset | None],
+) -> StagePlan | None:
+    """Passes of scoring these datasets with the model `lm_id` (see model_id) and how many the
+    cache already holds; None when that cannot be known yet (sparse mode before the embeddings
+    exist)."""
+    pool = datasets.get("pool")
+    if pool is None:
+        return None
+
+    def cached_embeddings(records: list[TextPair]) -> np.ndarray:
+        vectors = registry.cached_embeddings_of(cache, records)
+        if vectors is None:
+            raise LookupError("embeddings not computed yet")
+        return vectors
+
+    targets, existing = datasets.get("targets"), datasets.get("existing")
+    try:
+        return plan_stage(
+            lm_id,
+            pool.records,
+            config,
+            cache,
+            targets=targets.records if targets else None,
+            existing=existing.records if existing else None,
+            embed=cached_embeddings,
+        )
+    except LookupError:
+        return None
