@@ -17,12 +17,13 @@ from delift_core.config import (
     KERNELS,
     METRICS,
     QUALITY_SIGNALS,
+    SelectionConfig,
 )
 from delift_core.errors import DeliftError
 from delift_core.pipeline import list_stages
 from delift_core.quality import quality_score
 from delift_core.selection import METHODS
-from ui import explain, layout, plots, registry, state, tasks
+from ui import compare, explain, layout, plots, registry, state, tasks
 
 svc = layout.setup_page("Select", icon=":material/filter_alt:")
 manager, cache = svc.manager, svc.cache
@@ -30,10 +31,16 @@ manager, cache = svc.manager, svc.cache
 st.title("Select")
 pool_handle = layout.require_pool()
 
+# The objective DELIFT maximises at each stage.
+STAGE_OBJECTIVES = {
+    "instruction": "FL on the pool",
+    "task": "FLMI with the targets",
+    "continual": "FLCG w.r.t. the existing set",
+}
 STAGE_LABELS = {
-    "instruction": "Instruction tuning (FL on the pool)",
-    "task": "Task-specific (FLMI with the targets)",
-    "continual": "Continual (FLCG w.r.t. the existing set)",
+    "instruction": f"Instruction tuning ({STAGE_OBJECTIVES['instruction']})",
+    "task": f"Task-specific ({STAGE_OBJECTIVES['task']})",
+    "continual": f"Continual ({STAGE_OBJECTIVES['continual']})",
 }
 METHOD_HELP = (
     "delift-q: DELIFT with a quality prior: prefers samples whose own prompt helps the model "
@@ -51,6 +58,15 @@ SIGNAL_HELP = (
 METHOD_CHOICES = [DEFAULT_METHOD, *(m for m in METHODS if m != DEFAULT_METHOD)]
 # The curator's pins and exclusions (sample ids), and the pool hash they belong to.
 PIN_KEY, EXCLUDE_KEY, MARKS_POOL_KEY = "select_pinned", "select_excluded", "select_marks_pool"
+# Identical by construction (delift_core/selection.py): both maximise FL on the pool's kernel.
+SAME_IN_INSTRUCTION = (
+    "In the instruction stage delift and fl-only are the same method: both maximise facility "
+    "location on the pool's utility kernel, so they pick the same samples. They differ in the "
+    "task and continual stages, where delift uses FLMI with the targets or FLCG with the "
+    "existing set and fl-only stays plain facility location."
+)
+BUDGET_MODES = {"fraction": "fraction of the pool", "count": "number of samples"}
+COUNT_KEY = "select_budget_count"
 MARKS_HELP = (
     "Pinned samples are always selected: picked first, and the greedy continues from what they "
     "cover. Excluded samples are never selected. Both are saved with the selection."
@@ -165,9 +181,42 @@ with st.expander("Advanced"):
         key="select_quality_signal",
         help=SIGNAL_HELP + " Used by delift-q and by the quality score below.",
     )
-fraction = st.slider(
-    "Budget (fraction of the pool)", 0.01, 1.0, 0.3, 0.01, key="select_budget", format="%.2f"
+if stage == "instruction" and method in ("delift", "fl-only"):
+    st.caption(SAME_IN_INSTRUCTION)
+b1, b2 = st.columns([1, 3])
+budget_mode = b1.radio(
+    "Budget as",
+    list(BUDGET_MODES),
+    format_func=BUDGET_MODES.get,
+    key="select_budget_mode",
+    help="A fraction gives round(fraction × pool size) samples; a number gives that many.",
 )
+budget: float | int
+if budget_mode == "fraction":
+    budget = b2.slider(
+        "Budget (fraction of the pool)",
+        0.01,
+        1.0,
+        SelectionConfig().budget,
+        0.01,
+        key="select_budget",
+        format="%.2f",
+        persist_state="page",
+    )
+else:
+    if (st.session_state.get(COUNT_KEY) or 0) > n:  # a count kept from a larger pool
+        st.session_state[COUNT_KEY] = n
+    budget = int(
+        b2.number_input(
+            "Budget (number of samples)",
+            min_value=1,
+            max_value=n,
+            value=SelectionConfig().budget_count(n),
+            step=1,
+            key=COUNT_KEY,
+            persist_state="page",
+        )
+    )
 
 ids = [r.id for r in pool.records]
 position = {sample_id: i for i, sample_id in enumerate(ids)}
@@ -179,6 +228,8 @@ def _forget_marks_of_other_pools(pool_hash: str) -> None:
         st.session_state[MARKS_POOL_KEY] = pool_hash
         st.session_state[PIN_KEY] = []
         st.session_state[EXCLUDE_KEY] = []
+        st.session_state[state.MAP_PICKS] = []
+        st.session_state[state.MAP_EVENT] = []
 
 
 def _sample_label(sample_id: str) -> str:
@@ -244,7 +295,7 @@ def _budget_count(size: int) -> int:
     must-keep: the alternative, refusing to select, would blank the page at every new pin."""
     if method == "full":
         return size
-    wanted = max(1, round(fraction * n))
+    wanted = SelectionConfig(budget=budget).budget_count(n)
     if wanted > size:
         st.caption(f"The budget is capped at the {size:,} samples not excluded.")
     count = min(size, wanted)
@@ -256,9 +307,43 @@ def _budget_count(size: int) -> int:
     return max(count, len(pins))
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def _delift_objective(
+    cache_path: str, stage_key: str, stage: str, kernel: str, metric: str, subset: tuple[int, ...]
+) -> float:
+    """DELIFT's objective of the stage evaluated on a subset (cache_path keys the memo)."""
+    utilities = registry.stage_utilities(cache, stage_key)
+    indices = np.asarray(subset, dtype=np.int64)
+    return compare.delift_objective(utilities, indices, stage=stage, kernel=kernel, metric=metric)
+
+
 count = _budget_count(result.size)
 chosen = result.take(count)
-objective = result.objective[count - 1] if np.isfinite(result.objective[count - 1]) else None
+greedy = bool(np.isfinite(result.objective[count - 1]))
+if greedy:
+    objective, total = float(result.objective[count - 1]), float(result.objective[-1])
+    objective_help = (
+        "For delift-q it includes the quality prior (weight × quality of each pick)."
+        if method == "delift-q"
+        else None
+    )
+else:
+    # random and full maximise nothing: their subset is scored by the objective DELIFT
+    # maximises at this stage, so the number compares with delift's at the same budget.
+    def _evaluate(subset: np.ndarray) -> float:
+        picks = tuple(int(i) for i in subset)
+        return _delift_objective(str(cache.path), key, stage, kernel, metric, picks)
+
+    try:
+        objective, total = _evaluate(chosen), _evaluate(result.order)
+    except DeliftError as exc:
+        st.warning(f"The objective cannot be evaluated: {layout.escape_md(exc)}")
+        objective = total = None
+    objective_help = (
+        f"{method} maximises no objective: this is DELIFT's objective of the {stage} stage "
+        f"({STAGE_OBJECTIVES[stage]}), evaluated once on the {method} "
+        "subset. Compare it with delift's at the same budget."
+    )
 marks_note = " · ".join(
     f"{len(marks):,} {word}" for marks, word in ((pins, "pinned"), (outs, "excluded")) if marks
 )
@@ -271,22 +356,18 @@ m1.metric(
     delta_color="off",
     delta_arrow="off",
 )
-m2.metric(
-    "Objective",
-    "n/a" if objective is None else f"{objective:.4f}",
-    help="For delift-q it includes the quality prior (weight × quality of each pick)."
-    if method == "delift-q"
-    else None,
-)
-total = result.objective[-1]
-share = None if objective is None or not total > 0 else objective / total
+m2.metric("Objective", "n/a" if objective is None else f"{objective:.4f}", help=objective_help)
+share = None if objective is None or total is None or not total > 0 else objective / total
 m3.metric("Share of the objective of the full order", "n/a" if share is None else f"{share:.1%}")
 
 left, right = st.columns([3, 2])
 with right:
     st.caption("Objective against budget")
-    if objective is None:
-        st.info(f"{method} has no objective to plot.")
+    if not greedy:
+        st.info(
+            f"{method} has no pick order to plot: it does not maximise the objective. Its value "
+            "above is DELIFT's objective evaluated on its subset."
+        )
     else:
         st.plotly_chart(plots.objective_curve(result.objective, n, count), key="select_curve")
 
@@ -308,8 +389,18 @@ def _add_marks(target: str, other: str, new: list[str]) -> None:
     st.session_state[target], st.session_state[other] = marks, others
 
 
+def _remember_map_picks(event_ids: list[str]) -> list[str]:
+    """The sample ids picked on the map, kept in session state: the chart forgets its selection
+    whenever the figure changes (a new budget redraws it), the page does not. A new selection on
+    the map replaces the picks; an empty one keeps them (Clear empties them)."""
+    if event_ids and event_ids != st.session_state.get(state.MAP_EVENT):
+        st.session_state[state.MAP_PICKS] = event_ids
+    st.session_state[state.MAP_EVENT] = event_ids
+    return [s for s in st.session_state.get(state.MAP_PICKS) or [] if s in position]
+
+
 def _mark_buttons(picked_ids: list[str]) -> None:
-    """Pin or exclude the points selected on the map (a sample is then only that)."""
+    """Pin or exclude the points picked on the map (a sample is then only that)."""
     b1, b2 = st.columns(2)
     common = {
         "on_click": _add_marks,
@@ -317,20 +408,20 @@ def _mark_buttons(picked_ids: list[str]) -> None:
         "help": None if picked_ids else "Click, box or lasso points on the map first.",
     }
     b1.button(
-        "Pin the samples selected on the map",
+        "Pin the samples picked on the map",
         key="select_pin_picked",
         args=(PIN_KEY, EXCLUDE_KEY, picked_ids),
         **common,
     )
     b2.button(
-        "Exclude the samples selected on the map",
+        "Exclude the samples picked on the map",
         key="select_exclude_picked",
         args=(EXCLUDE_KEY, PIN_KEY, picked_ids),
         **common,
     )
 
 
-picked: list[int] = []
+map_picks = [s for s in st.session_state.get(state.MAP_PICKS) or [] if s in position]
 with left:
     colour_by = "selection"
     if categorical:
@@ -396,7 +487,8 @@ with left:
             selection_mode=("points", "box", "lasso"),
         )
         picked = plots.selected_indices(event, traces)
-        _mark_buttons([ids[i] for i in picked])
+        map_picks = _remember_map_picks([ids[i] for i in picked])
+        _mark_buttons(map_picks)
 
 st.subheader("Sample quality")
 signals = registry.pool_quality(cache, key, meta)
@@ -416,8 +508,11 @@ else:
         height=360,
         key="select_quality_table",
         column_config={
-            name: st.column_config.NumberColumn(format="%.4f")
-            for name in ["quality score", *signals]
+            "rank": st.column_config.NumberColumn(help=explain.RANK_HELP),
+            **{
+                name: st.column_config.NumberColumn(format="%.4f")
+                for name in ["quality score", *signals]
+            },
         },
     )
     # Signals without values (max_similarity before the embeddings exist) have no histogram.
@@ -429,35 +524,59 @@ else:
     )
 
 st.subheader("Inspect samples")
-typed = st.text_input(
-    "Sample ids (comma-separated), in addition to points selected on the map",
+
+
+def _clear_inspection() -> None:
+    """Button callback: forget the typed ids and the map's picks (runs before the rerun)."""
+    st.session_state["select_inspect"] = ""
+    st.session_state[state.MAP_PICKS] = []
+
+
+i1, i2 = st.columns([5, 1], vertical_alignment="bottom")
+typed = i1.text_input(
+    "Sample ids (comma-separated), in addition to points picked on the map",
     key="select_inspect",
     placeholder=", ".join(ids[int(i)] for i in chosen[:3]),
 )
 found, missing = explain.parse_ids(typed, ids)
 if missing:
     st.warning(f"Not in the pool: {layout.escape_md(', '.join(missing[:10]))}")
-inspect = list(dict.fromkeys(found + picked))
+inspect = list(dict.fromkeys(found + [position[s] for s in map_picks]))
+i2.button("Clear", key="select_inspect_clear", on_click=_clear_inspection, disabled=not inspect)
 if not inspect:
-    st.caption("Nothing to inspect yet: select points on the map or type sample ids.")
-if len(inspect) > 20:
-    st.caption(f"Showing the first 20 of {len(inspect)} samples.")
-
-utilities = registry.stage_utilities(cache, key)
-u_pool = utilities.pool.matrix(metric)
-targets_ds = None
-if stage == "task" and meta.get("targets") and utilities.query is not None:
-    targets_ds = registry.load_source(meta["targets"]["spec"], cache)
-rank_of = np.full(n, -1, dtype=np.int64)
-rank_of[result.order] = np.arange(result.size)
-pinned_set, excluded_set = set(pins), set(outs)
-for i in inspect[:20]:
+    st.caption("Nothing to inspect yet: click, box or lasso points on the map or type sample ids.")
+else:
+    st.caption(
+        f"{len(inspect):,} samples, one row each; status and rank are at the current budget. "
+        + explain.RANK_GAIN_NOTE
+    )
+    st.dataframe(
+        explain.inspection_table(
+            pool.records, inspect, result.order, result.gains, count, pins, outs, quality
+        ),
+        hide_index=True,
+        key="select_inspect_table",
+        column_config={
+            "rank": st.column_config.NumberColumn(help=explain.RANK_HELP),
+            "gain": st.column_config.NumberColumn(format="%.5f", help=explain.GAIN_HELP),
+            "quality score": st.column_config.NumberColumn(format="%.3f"),
+        },
+    )
+    # One sample in full at a time: a card per sample would stack thousands of pixels.
+    i = int(
+        st.selectbox(
+            "Read one in full",
+            inspect,
+            format_func=lambda j: _sample_label(ids[j]),
+            key="select_inspect_one",
+        )
+    )
+    utilities = registry.stage_utilities(cache, key)
+    u_pool = utilities.pool.matrix(metric)
+    rank_of = np.full(n, -1, dtype=np.int64)
+    rank_of[result.order] = np.arange(result.size)
     record, rank = pool.records[i], int(rank_of[i])
-    status = "selected" if rank >= 0 and rank < count else "not selected at this budget"
-    if i in pinned_set:
-        status = "selected (pinned)"
-    elif i in excluded_set:
-        status = "excluded"
+    status = explain.sample_status(i, rank, count, set(pins), set(outs))
     with st.container(border=True):
         gain = result.gains[rank] if rank >= 0 else np.nan
         st.text(
@@ -470,28 +589,30 @@ for i in inspect[:20]:
             st.text(f"Input: {record.input}")
         st.text(f"Output: {record.output}")
         h1, h2 = st.columns(2)
-        if targets_ds is not None:
+        if stage == "task" and meta.get("targets") and utilities.query is not None:
+            targets_ds = registry.load_source(meta["targets"]["spec"], cache)
             helps = explain.top_entries(utilities.query.matrix(metric), i, "col")
             h1.caption("Targets it helps most")
             h1.dataframe(
                 explain.entries_table(helps, targets_ds.records),
                 hide_index=True,
-                key=f"select_helps_{i}",
+                key="select_helps",
             )
         else:
             helps = explain.top_entries(u_pool, i, "col", exclude=i)
             h1.caption("Pool samples it helps most (as an example)")
             h1.dataframe(
-                explain.entries_table(helps, pool.records), hide_index=True, key=f"select_helps_{i}"
+                explain.entries_table(helps, pool.records), hide_index=True, key="select_helps"
             )
         helped = explain.top_entries(u_pool, i, "row", exclude=i)
         h2.caption("Its most helpful examples")
         h2.dataframe(
-            explain.entries_table(helped, pool.records), hide_index=True, key=f"select_helped_{i}"
+            explain.entries_table(helped, pool.records), hide_index=True, key="select_helped"
         )
 
 st.subheader("Save this selection")
-default_name = f"{method}-{stage}-{round(100 * count / n)}pct"
+size_name = f"{round(100 * count / n)}pct" if budget_mode == "fraction" else f"{count}"
+default_name = f"{method}-{stage}-{size_name}"
 s1, s2 = st.columns([3, 1])
 name = s1.text_input("Selection name", key="select_name", placeholder=default_name).strip()
 name = name or default_name
@@ -507,7 +628,8 @@ if s2.button("Save selection", type="primary", key="select_save"):
         "quality_weight": quality_weight,
         "quality_gate": quality_gate,
         "quality_signal": quality_signal,
-        "fraction": fraction,
+        # A budget given as a number of samples has no fraction.
+        "fraction": budget if budget_mode == "fraction" else None,
         "count": count,
         "pinned_ids": [ids[i] for i in pins],
         "excluded_ids": [ids[i] for i in outs],

@@ -98,7 +98,12 @@ if coords is None:
     st.info("The map of this pool is not computed yet: open Select to compute it.")
 else:
     hover = plots.hover_lines([r.id for r in pool.records], [r.instruction for r in pool.records])
-    st.plotly_chart(plots.compare_map(coords, hover, sets), key="compare_map")
+    methods = {name: metas[name]["method"] for name in chosen}
+    st.plotly_chart(plots.compare_map(coords, hover, sets, methods), key="compare_map")
+    st.caption(
+        "Each method has one colour and marker wherever it appears; a second selection of the "
+        "same method has a dot in its marker."
+    )
 
 st.subheader("Evaluation")
 evaluations = compare.evaluation_table(

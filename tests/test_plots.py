@@ -24,7 +24,8 @@ def test_hundred_thousand_points_are_thinned_and_fast():
     hover = [""] * n
     order = np.random.default_rng(2).permutation(n)
     fig, traces = plots.selection_map(coords, hover, order, np.ones(n), 30_000)
-    compare = plots.compare_map(coords, hover, {"a": order[:30_000], "b": order[-30_000:]})
+    groups = {"a": order[:30_000], "b": order[-30_000:]}
+    compare = plots.compare_map(coords, hover, groups, {"a": "delift", "b": "random"})
     for figure in (fig, compare):
         assert all(isinstance(t, go.Scattergl) for t in figure.data)
         assert all(len(t.x) <= plots.MAX_POINTS_PER_TRACE for t in figure.data)
@@ -90,3 +91,34 @@ def test_pinned_and_excluded_are_marked_and_map_back_to_pool_indices():
     labels = ["a"] * 5 + ["b"] * 5
     fig, traces = plots.category_map(coords, [""] * 10, order, np.ones(9), 4, labels, [], [9])
     assert fig.data[-1].name == "excluded (1)" and traces[-1].tolist() == [9]
+
+
+def test_each_method_keeps_one_colour_and_marker_on_compare():
+    coords = np.random.default_rng(7).normal(size=(12, 2))
+    hover = [""] * 12
+    three = {"x": np.arange(4), "y": np.arange(4, 8), "z": np.arange(8, 12)}
+    methods = {"x": "delift", "y": "random", "z": "fl-only"}
+    both = plots.compare_map(coords, hover, three, methods).data[1:]
+    two = plots.compare_map(coords, hover, {k: three[k] for k in ("z", "y")}, methods).data[1:]
+
+    def looks(traces) -> dict[str, tuple[str, str]]:
+        return {
+            t.name.split(" · ")[1].split(" ")[0]: (t.marker.color, t.marker.symbol) for t in traces
+        }
+
+    assert looks(two) == {m: looks(both)[m] for m in ("fl-only", "random")}
+    assert len(set(looks(both).values())) == 3
+    assert both[0].name == "x · delift (4)"
+    # Red means "selected" on Select; yellow and grey are the pins and the pool.
+    taken = {plots.SELECTED_COLOR, plots.PINNED_COLOR, plots.DISCARDED_COLOR, plots.EXCLUDED_COLOR}
+    styles = [*plots.METHOD_STYLES.values(), *plots.OTHER_METHOD_STYLES]
+    assert not {color for color, _ in styles} & taken
+    assert len({color for color, _ in styles}) == len(styles)
+    # A method not in the table still gets a fixed look; a repeated method is told apart by a
+    # centre dot, then by size, and keeps its colour.
+    assert plots.method_style("newer") == plots.method_style("newer")
+    markers = plots.compare_markers(["delift", "random", "delift", "delift"])
+    symbol, color = plots.METHOD_STYLES["delift"][1], plots.METHOD_STYLES["delift"][0]
+    assert [m["symbol"] for m in markers[::2]] == [f"{symbol}-open", f"{symbol}-open-dot"]
+    assert markers[3]["symbol"] == f"{symbol}-open-dot" and markers[3]["size"] > markers[2]["size"]
+    assert {markers[i]["color"] for i in (0, 2, 3)} == {color}

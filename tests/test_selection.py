@@ -21,6 +21,18 @@ from delift_core.selection import (
 # ---------------------------------------------------------------- reference: plain numpy greedy
 
 
+def plain_value(objective: str, k: np.ndarray, side: np.ndarray | None, cols: list[int]) -> float:
+    """f(cols) straight from the submodlib definitions (kernels as in naive_greedy)."""
+    if not cols:
+        return 0.0
+    best = k.astype(np.float64)[:, cols].max(axis=1)
+    if objective == "fl":
+        return float(best.sum())
+    if objective == "flmi":
+        return float(np.minimum(best, side.max(axis=1)).sum())
+    return float(np.maximum(best - side.max(axis=1), 0.0).sum())
+
+
 def naive_greedy(objective: str, k: np.ndarray, side: np.ndarray | None, budget: int):
     """Textbook greedy from the submodlib definitions, evaluating f(A + j) - f(A) directly.
 
@@ -30,17 +42,9 @@ def naive_greedy(objective: str, k: np.ndarray, side: np.ndarray | None, budget:
     shared by two candidates (budget if none); up to there any exact greedy must agree.
     """
     n = k.shape[0]
-    k = k.astype(np.float64)
 
     def value(cols: list[int]) -> float:
-        if not cols:
-            return 0.0
-        best = k[:, cols].max(axis=1)
-        if objective == "fl":
-            return float(best.sum())
-        if objective == "flmi":
-            return float(np.minimum(best, side.max(axis=1)).sum())
-        return float(np.maximum(best - side.max(axis=1), 0.0).sum())
+        return plain_value(objective, k, side, cols)
 
     chosen: list[int] = []
     gains: list[float] = []
@@ -319,6 +323,36 @@ def test_prefix_property_and_objective():
         value = objective_value(inputs, full.take(budget), method="delift", stage="task")
         assert value == pytest.approx(full.objective[budget - 1], rel=1e-5)
     assert full.order.dtype == np.int64 and full.gains.dtype == np.float64
+
+
+@pytest.mark.parametrize("stage", ["instruction", "task", "continual"])
+def test_objective_value_scores_any_subset_with_the_stage_objective(stage):
+    """One evaluation of DELIFT's objective, e.g. for a random subset: it equals the greedy's
+    running objective on the greedy's own prefixes, and the plain definition on any subset."""
+    u, uq, up = random_case(seed=12, n=12)
+    inputs = SelectionInputs(
+        12,
+        u_pool=u,
+        u_query=uq if stage == "task" else None,
+        u_private=up if stage == "continual" else None,
+    )
+    greedy = select_subset(inputs, method="delift", stage=stage)
+    for budget in (1, 4, 12):
+        value = objective_value(inputs, greedy.take(budget), method="delift", stage=stage)
+        assert value == pytest.approx(greedy.objective[budget - 1], rel=1e-5, abs=1e-6)
+    subset = select_subset(inputs, method="random", stage=stage, seed=3).take(5)
+    if stage == "instruction":
+        name, (k,), side = "fl", minmax(u), None
+    elif stage == "task":
+        name, (k, q) = "flmi", minmax(u, uq)
+        side = q.T
+    else:
+        name, (k, side) = "flcg", minmax(u, up)
+    expected = plain_value(name, k, side, subset.tolist())
+    value = objective_value(inputs, subset, method="delift", stage=stage)
+    assert value == pytest.approx(expected, rel=1e-5)
+    # The order of the indices does not matter: it is a set function.
+    assert objective_value(inputs, subset[::-1], method="delift", stage=stage) == value
 
 
 def test_take_bounds():

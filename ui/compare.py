@@ -9,6 +9,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from delift_core.pipeline import StageUtilities
+from delift_core.selection import SelectionInputs, objective_value
+
 CLUSTER_FIELD = "family"
 DEFAULT_CLUSTERS = 10
 
@@ -61,6 +64,21 @@ def targets_covered(u_query: np.ndarray | sp.csr_matrix, indices: np.ndarray) ->
     best = block.max(axis=1)
     best = best.toarray().ravel() if sp.issparse(best) else np.asarray(best).ravel()
     return int((best > 0).sum())
+
+
+def delift_objective(
+    utilities: StageUtilities, subset: np.ndarray, *, stage: str, kernel: str, metric: str
+) -> float:
+    """DELIFT's objective of `stage` (FL, FLMI or FLCG on the utility kernel, as the method
+    "delift" maximises it) evaluated once on `subset` (pool indices): puts a selection of any
+    method, e.g. random, on the scale of the greedy's objective. metric: "rms" or "logprob"."""
+    inputs = SelectionInputs(
+        utilities.pool.rms.shape[0],
+        u_pool=utilities.pool.matrix(metric),
+        u_query=utilities.query.matrix(metric) if utilities.query else None,
+        u_private=utilities.private.matrix(metric) if utilities.private else None,
+    )
+    return objective_value(inputs, subset, method="delift", stage=stage, kernel=kernel)
 
 
 def evaluation_table(

@@ -1,5 +1,6 @@
-"""Why a sample was picked: its strongest entries in the utility matrices, and the per-sample
-quality table with the pool's own label fields (no Streamlit).
+"""Why a sample was picked: its strongest entries in the utility matrices, the table of the
+samples being inspected (status, rank, gain), and the per-sample quality table with the pool's
+own label fields (no Streamlit).
 
 Orientation (docs/design.md §2): U[i, j] = how much example j helps target i. A sample's column says
 whom it helps; its row says who helps it.
@@ -7,7 +8,7 @@ whom it helps; its row says who helps it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,23 @@ TEXT_FIELDS = frozenset({"id", "instruction", "input", "output", "prompt", "comp
 MAX_EXTRA_FIELDS = 8
 MAX_CATEGORIES = 20
 MISSING = "(missing)"
+
+RANK_HELP = (
+    "Pick order: 1 is the sample the greedy picked first, 2 the next, and so on. The selection at "
+    "a budget of k samples is ranks 1 to k. For random it is the position in the seeded random "
+    "order."
+)
+GAIN_HELP = (
+    "Marginal gain: how much the method's objective rose when the greedy added this sample. The "
+    "first pick covers the pool from nothing, so its gain is far larger than the others; each "
+    "later pick adds only what the samples before it left uncovered, so gains shrink along the "
+    "order. Empty for random and full, which have no objective to maximise."
+)
+RANK_GAIN_NOTE = (
+    "rank = the order in which the greedy picked the sample (1 = first). gain = how much the "
+    "objective rose when it was added. The first pick's gain is large because it covers the pool "
+    "from nothing; later picks only add what the earlier ones left uncovered."
+)
 
 
 def top_entries(
@@ -79,6 +97,54 @@ def add_marks(
     """
     added = set(new)
     return list(dict.fromkeys([*marks, *new])), [s for s in others if s not in added]
+
+
+def sample_status(
+    index: int, rank: int, count: int, pinned: Collection[int], excluded: Collection[int]
+) -> str:
+    """How a pool sample stands at this budget: "selected (pinned)", "excluded", "selected" or
+    "not selected at this budget". rank: its 0-based position in the pick order, -1 if absent."""
+    if index in pinned:
+        return "selected (pinned)"
+    if index in excluded:
+        return "excluded"
+    return "selected" if 0 <= rank < count else "not selected at this budget"
+
+
+def inspection_table(
+    records: Sequence[Any],
+    indices: Sequence[int],
+    order: np.ndarray,
+    gains: np.ndarray,
+    count: int,
+    pinned: Collection[int] = (),
+    excluded: Collection[int] = (),
+    quality: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """One row per inspected pool index, in the order given: id, status at this budget, rank
+    (1-based position in `order`, None when never picked), gain (the pick's marginal gain, NaN
+    when it has none), quality score (when `quality` (n,) is given) and the shortened
+    instruction. order / gains: the full pick order and its gains; count: the budget."""
+    rank_of = np.full(len(records), -1, dtype=np.int64)
+    rank_of[np.asarray(order, dtype=np.int64)] = np.arange(len(order))
+    ranks = np.asarray([rank_of[i] for i in indices], dtype=np.int64)
+    pinned, excluded = set(pinned), set(excluded)
+    gains = np.asarray(gains, dtype=np.float64)
+    table = pd.DataFrame(
+        {
+            "id": [records[i].id for i in indices],
+            "status": [
+                sample_status(i, int(r), count, pinned, excluded)
+                for i, r in zip(indices, ranks, strict=True)
+            ],
+            "rank": pd.arrays.IntegerArray(ranks + 1, mask=ranks < 0),
+            "gain": [float(gains[r]) if r >= 0 else np.nan for r in ranks],
+        }
+    )
+    if quality is not None:
+        table["quality score"] = [float(quality[i]) for i in indices]
+    table["instruction"] = [shorten(records[i].instruction, 100) for i in indices]
+    return table
 
 
 def extra_fields(records: Sequence[Any], exclude: Sequence[str] = ()) -> list[str]:

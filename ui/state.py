@@ -11,6 +11,10 @@ DATA = "data"  # {role: handle}
 STAGE_KEY = "stage_key"  # the stage chosen on Select
 LAST_SELECTION = "last_selection"  # name of the selection saved last
 CALIBRATED = "calibrated_models"  # models whose speed this session has asked to measure
+# Sample ids picked on Select's map, kept across reruns: the map loses its own selection
+# whenever its figure changes (a new budget, method or pin redraws it).
+MAP_PICKS = "select_map_picks"
+MAP_EVENT = "select_map_event"  # the ids of the map's selection as last seen
 
 ROLES = ("pool", "targets", "existing")
 ROLE_LABELS = {

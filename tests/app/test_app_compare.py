@@ -1,6 +1,9 @@
-"""Compare page: sizes, Jaccard overlap, cluster and target coverage, shared map."""
+"""Compare page: sizes, Jaccard overlap, cluster and target coverage, shared map (one look per
+method)."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 from apptools import (
@@ -16,7 +19,7 @@ from apptools import (
 )
 
 from delift_core.pipeline import list_stages
-from ui import registry
+from ui import plots, registry
 
 
 def _save(name: str, indices: list[int], key: str, meta: dict, method: str, stage: str) -> None:
@@ -80,3 +83,39 @@ def test_evaluation_results_are_listed_when_present():
     assert_clean(at)
     table = frame(at, "selection", "rougeL")
     assert list(table["selection"]) == ["a"] and table["rougeL"][0] == 0.41
+
+
+def _looks(at, methods: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """method -> (colour, marker symbol) of each selection drawn on the Compare map; `methods`:
+    selection name -> method."""
+    chart = next(e for e in at.main if getattr(e, "type", None) == "plotly_chart")
+    traces = json.loads(chart.proto.spec)["data"][1:]  # the first trace is the pool
+    # Legend names start with the selection's name.
+    return {
+        methods[t["name"].split(" ")[0]]: (t["marker"]["color"], t["marker"]["symbol"])
+        for t in traces
+    }
+
+
+def test_each_method_keeps_one_colour_and_marker_and_none_is_red():
+    pool = demo_handle(6)
+    key = score(pool)
+    cache, _ = services()
+    meta = dict(list_stages(cache))[key]
+    methods = {"d": "delift", "r": "random", "f": "fl-only"}
+    for (name, method), rows in zip(methods.items(), ([0, 1], [2, 3], [4, 5]), strict=True):
+        _save(name, rows, key, meta, method, "instruction")
+    at = with_data(page("4_Compare.py"), pool=pool).run()
+    assert_clean(at)
+    names = at.multiselect(key="compare_names").value
+    assert len(names) == 3
+    three = _looks(at, methods)
+    assert set(three) == {"delift", "random", "fl-only"} and len(set(three.values())) == 3
+
+    # The last two alone: each keeps the colour and marker it had among three.
+    at.multiselect(key="compare_names").set_value(names[1:]).run()
+    assert_clean(at)
+    two = _looks(at, methods)
+    assert len(two) == 2 and two == {m: three[m] for m in two}
+    # Red is "selected" on the Select page: no method is drawn in it.
+    assert plots.SELECTED_COLOR not in {color for color, _ in three.values()}

@@ -1,5 +1,6 @@
-"""Select page: stages, methods and budget with instant re-selection, the map, inspection,
-the quality table and saving a named selection."""
+"""Select page: stages, methods and budget (a fraction or a count) with instant re-selection,
+the map, inspection (a table, one sample in full, kept across reruns), the quality table and
+saving a named selection."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 from apptools import (
     assert_clean,
@@ -28,12 +30,13 @@ from delift_core.config import (
     DEFAULT_QUALITY_SIGNAL,
     DEFAULT_QUALITY_WEIGHT,
     ScoringConfig,
+    SelectionConfig,
 )
 from delift_core.data import dataset_from_rows
 from delift_core.errors import ConfigError
 from delift_core.pipeline import list_stages, load_stage, save_stage
 from delift_core.quality import quality_score, quality_signals
-from delift_core.selection import SelectionInputs, select_subset
+from delift_core.selection import SelectionInputs, objective_value, select_subset
 from ui import explain, plots, registry, state
 
 
@@ -69,9 +72,14 @@ def test_budget_method_map_inspect_and_save():
     first, outside = ids[expected.order[0]], ids[expected.order[5]]
     at.text_input(key="select_inspect").set_value(f"{first}, {outside}, nope").run()
     assert_clean(at)
-    texts = messages(at.text)
-    assert any(t.startswith(f"{first} · selected · rank 1") for t in texts)
-    assert any(t.startswith(f"{outside} · not selected at this budget · rank 6") for t in texts)
+    inspected = frame(at, "id", "status", "rank", "gain").set_index("id")
+    assert list(inspected.index) == [first, outside]
+    assert inspected.loc[first, "status"] == "selected" and inspected.loc[first, "rank"] == 1
+    assert inspected.loc[outside, "status"] == "not selected at this budget"
+    assert inspected.loc[outside, "rank"] == 6
+    assert inspected.loc[first, "gain"] == pytest.approx(expected.gains[0], rel=1e-6)
+    # The first sample is shown in full.
+    assert any(t.startswith(f"{first} · selected · rank 1") for t in messages(at.text))
     assert any("nope" in w for w in messages(at.warning))
     helps = frame(at, "id", "utility", "instruction")  # whom the first pick helps most
     assert len(helps) == 5 and first not in list(helps["id"])
@@ -84,15 +92,22 @@ def test_budget_method_map_inspect_and_save():
     np.testing.assert_array_equal(indices, expected.order[:3])
     assert meta["method"] == "delift" and meta["count"] == 3 and meta["stage_key"] == key
 
+    # Random maximises nothing: its subset is scored once with DELIFT's objective of the stage.
     at.selectbox(key="select_method").set_value("random").run()
     assert_clean(at)
-    assert {m.label: m.value for m in at.metric}["Objective"] == "n/a"
+    inputs = SelectionInputs(6, u_pool=stage.pool.rms)
+    subset = select_subset(inputs, method="random", stage="instruction").take(3)
+    metrics = {m.label: m.value for m in at.metric}
+    value = objective_value(inputs, subset, method="delift", stage="instruction")
+    assert metrics["Objective"] == f"{value:.4f}"
+    whole = objective_value(inputs, np.arange(6), method="delift", stage="instruction")
+    assert metrics["Share of the objective of the full order"] == f"{value / whole:.1%}"
     assert "select_curve" not in chart_keys(at)
 
 
 def test_task_stage_with_targets():
     pool, targets = demo_handle(6), demo_handle(3, offset=100)
-    score(pool, targets=targets)
+    key = score(pool, targets=targets)
     at = with_data(page("3_Select.py"), pool=pool, targets=targets).run()
     assert_clean(at)
     assert at.radio(key="select_stage").value == "task"
@@ -101,6 +116,15 @@ def test_task_stage_with_targets():
     assert "Targets it helps most" in messages(at.caption)
     helps = frame(at, "id", "utility")
     assert set(helps["id"]) <= {"demo-0101", "demo-0102", "demo-0103"}
+
+    # Random's objective is DELIFT's of this stage: FLMI with the targets.
+    at.selectbox(key="select_method").set_value("random").run()
+    assert_clean(at)
+    stage = load_stage(services()[0], key)
+    inputs = SelectionInputs(6, u_pool=stage.pool.rms, u_query=stage.query.rms)
+    subset = select_subset(inputs, method="random", stage="task").take(2)
+    value = objective_value(inputs, subset, method="delift", stage="task")
+    assert {m.label: m.value for m in at.metric}["Objective"] == f"{value:.4f}"
 
 
 def test_selected_points_map_back_to_pool_indices():
@@ -121,7 +145,7 @@ def test_selected_points_map_back_to_pool_indices():
 
 def test_sparse_continual_stage_and_inspection():
     pool, existing = demo_handle(8), demo_handle(3, offset=200)
-    score(pool, existing=existing, config=ScoringConfig(mode="sparse", k=2))
+    key = score(pool, existing=existing, config=ScoringConfig(mode="sparse", k=2))
     at = with_data(page("3_Select.py"), pool=pool, existing=existing).run()
     assert_clean(at)
     assert at.radio(key="select_stage").value == "continual"
@@ -133,6 +157,15 @@ def test_sparse_continual_stage_and_inspection():
     # Sparse rows hold only the scored candidates: at most k others besides the sample itself.
     helped = frame(at, "id", "utility")
     assert 1 <= len(helped) <= 2 and "demo-0003" not in list(helped["id"])
+    # Random's objective is evaluated on the sparse kernel too (FLCG with the existing set).
+    at.selectbox(key="select_method").set_value("random").run()
+    assert_clean(at)
+    stage = load_stage(services()[0], key)
+    inputs = SelectionInputs(8, u_pool=stage.pool.rms, u_private=stage.private.rms)
+    assert sp.issparse(inputs.u_pool)
+    subset = select_subset(inputs, method="random", stage="continual").take(2)
+    value = objective_value(inputs, subset, method="delift", stage="continual")
+    assert {m.label: m.value for m in at.metric}["Objective"] == f"{value:.4f}"
 
 
 def test_top_entries_dense_and_sparse():
@@ -357,9 +390,11 @@ def test_pinned_first_excluded_never_and_saved_with_the_selection():
     marks = {t["name"].split(" ")[0]: set(_array(t["customdata"]).tolist()) for t in traces[2:]}
     assert marks == {"pinned": set(pins), "excluded": {out}}
     at.text_input(key="select_inspect").set_value(f"{ids[out]}, {ids[pins[0]]}").run()
-    texts = messages(at.text)
-    assert any(t.startswith(f"{ids[out]} · excluded · rank -") for t in texts)
-    assert any(t.startswith(f"{ids[pins[0]]} · selected (pinned) · rank ") for t in texts)
+    inspected = frame(at, "id", "status", "rank", "gain").set_index("id")
+    assert inspected.loc[ids[out], "status"] == "excluded"
+    assert inspected["rank"].isna().tolist() == [True, False]
+    assert inspected.loc[ids[pins[0]], "status"] == "selected (pinned)"
+    assert any(t.startswith(f"{ids[out]} · excluded · rank -") for t in messages(at.text))
 
     at.text_input(key="select_name").set_value("curated").run()
     at.button(key="select_save").click().run()
@@ -434,3 +469,150 @@ def test_add_marks_moves_ids_between_pins_and_exclusions():
     pins, outs = explain.add_marks(["a", "b"], ["c", "d"], ["d", "a", "e"])
     assert pins == ["a", "b", "d", "e"] and outs == ["c"]
     assert explain.add_marks([], ["x"], []) == ([], ["x"])
+
+
+def _pick_on_map(at, indices: list[int]):
+    """Run the page as the browser does after points are clicked or box-selected on the map: the
+    chart's selection comes back as its widget state (AppTest has no Plotly widget to set)."""
+    charts = [e for e in at.main if getattr(e, "type", None) == "plotly_chart"]
+    chart = next(e for e in charts if e.key == "select_map")
+    states = at._tree.get_widget_states()
+    points = [{"customdata": int(i)} for i in indices]
+    selection = {"points": points, "point_indices": [], "box": [], "lasso": []}
+    states.widgets.add(id=chart.proto.id, string_value=json.dumps({"selection": selection}))
+    return at._run(widget_state=states)
+
+
+def test_map_picks_are_one_table_and_one_card_and_outlive_a_new_budget():
+    pool = demo_handle(12)
+    key = score(pool)
+    ids = [f"demo-{i + 1:04d}" for i in range(12)]
+    at = with_data(page("3_Select.py"), pool=pool).run()
+    at.selectbox(key="select_method").set_value("delift").run()
+    assert at.button(key="select_pin_picked").disabled
+    _pick_on_map(at, list(range(8)))
+    assert_clean(at)
+    # One row per picked sample, and one sample in full (not eight stacked cards).
+    table = frame(at, "id", "status", "rank", "gain")
+    assert list(table["id"]) == ids[:8]
+    assert sum(t.startswith("Instruction: ") for t in messages(at.text)) == 1
+    assert sum("utility" in d.value.columns for d in at.dataframe) == 2  # its two helper tables
+    assert len(at.selectbox(key="select_inspect_one").options) == 8
+    assert not at.button(key="select_pin_picked").disabled
+
+    # A new budget redraws the map, which then sends no selection: the picks stay.
+    at.slider(key="select_budget").set_value(0.5).run()
+    assert_clean(at)
+    table = frame(at, "id", "status", "rank", "gain")
+    assert list(table["id"]) == ids[:8]
+    order = _delift_order(key, 12)
+    within = {ids[i] for i in order[:6]}
+    assert {i for i, s in zip(table["id"], table["status"], strict=True) if s == "selected"} == (
+        within & set(ids[:8])
+    )
+    assert not at.button(key="select_pin_picked").disabled
+    at.selectbox(key="select_inspect_one").set_value(3).run()
+    assert any(t.startswith(f"{ids[3]} · ") for t in messages(at.text))
+    at.text_input(key="select_inspect").set_value(ids[10]).run()
+    assert list(frame(at, "id", "status", "rank", "gain")["id"]) == [ids[10], *ids[:8]]
+
+    # Clear forgets both; the next selection on the map replaces earlier picks.
+    at.button(key="select_inspect_clear").click().run()
+    assert_clean(at)
+    assert not any("gain" in d.value.columns for d in at.dataframe)
+    assert any("Nothing to inspect yet" in c for c in messages(at.caption))
+    _pick_on_map(at, [11])
+    assert list(frame(at, "id", "status", "rank", "gain")["id"]) == [ids[11]]
+
+
+def test_rank_and_gain_are_explained():
+    pool = demo_handle(8)
+    key = score(pool)
+    at = with_data(page("3_Select.py"), pool=pool).run()
+    at.selectbox(key="select_method").set_value("delift")
+    at.text_input(key="select_inspect").set_value("demo-0001").run()
+    assert_clean(at)
+    note = next(c for c in messages(at.caption) if "rank = " in c)
+    assert "order in which the greedy picked" in note and "first pick" in note
+    assert "from nothing" in note
+    table = next(d for d in at.dataframe if "gain" in d.value.columns)
+    config = json.loads(table.proto.columns)
+    assert config["gain"]["help"] == explain.GAIN_HELP
+    assert config["rank"]["help"] == explain.RANK_HELP
+    quality = next(d for d in at.dataframe if "quality score" in d.value.columns)
+    assert json.loads(quality.proto.columns)["rank"]["help"] == explain.RANK_HELP
+    assert "first pick covers the pool from nothing" in explain.GAIN_HELP
+    # The explanation matches the numbers: the first gain is the largest.
+    gains = select_subset(
+        SelectionInputs(8, u_pool=load_stage(services()[0], key).pool.rms),
+        method="delift",
+        stage="instruction",
+    ).gains
+    assert gains[0] == gains.max()
+
+
+def test_fl_only_is_noted_as_delift_in_the_instruction_stage():
+    pool, targets = demo_handle(6), demo_handle(3, offset=100)
+    score(pool, targets=targets)
+    at = with_data(page("3_Select.py"), pool=pool, targets=targets).run()
+    at.selectbox(key="select_method").set_value("fl-only").run()
+    assert_clean(at)
+    assert at.radio(key="select_stage").value == "task"
+
+    def noted() -> bool:
+        return any("delift and fl-only are the same method" in c for c in messages(at.caption))
+
+    def ranked() -> list[str]:
+        table = frame(at, "id", "status", "rank", "quality score")
+        return list(table.dropna(subset=["rank"]).sort_values("rank")["id"])
+
+    assert not noted()  # FLMI with the targets against plain FL: they differ here
+    at.radio(key="select_stage").set_value("instruction").run()
+    assert_clean(at)
+    assert noted()
+    fl_only = ranked()
+    at.selectbox(key="select_method").set_value("delift").run()
+    assert noted() and ranked() == fl_only  # the same by construction
+    at.selectbox(key="select_method").set_value("delift-se").run()
+    assert not noted()
+
+
+def test_budget_as_a_count():
+    pool = demo_handle(8)
+    score(pool)
+    at = with_data(page("3_Select.py"), pool=pool).run()
+    assert_clean(at)
+    assert at.radio(key="select_budget_mode").value == "fraction"
+    assert {m.label: m.value for m in at.metric}["Selected"] == "2 of 8"
+    at.radio(key="select_budget_mode").set_value("count").run()
+    assert_clean(at)
+    count = at.number_input(key="select_budget_count")
+    assert count.value == SelectionConfig().budget_count(8) == 2
+    assert count.max == 8
+    count.set_value(5).run()
+    assert_clean(at)
+    assert {m.label: m.value for m in at.metric}["Selected"] == "5 of 8"
+    at.button(key="select_save").click().run()
+    assert_clean(at)
+    indices, meta = registry.load_selection(services()[0], f"{DEFAULT_METHOD}-instruction-5")
+    assert len(indices) == 5 and meta["count"] == 5 and meta["fraction"] is None
+
+    # Back to a fraction: the slider kept its value while hidden.
+    at.radio(key="select_budget_mode").set_value("fraction").run()
+    assert at.slider(key="select_budget").value == 0.3
+    assert {m.label: m.value for m in at.metric}["Selected"] == "2 of 8"
+
+
+def test_inspection_table_rows_follow_the_order_given():
+    records = dataset_from_rows([{"instruction": f"q{i}", "output": "a"} for i in range(5)]).records
+    order, gains = np.array([2, 0, 1, 3]), np.array([4.0, 0.5, 0.25, 0.0])  # 4 is excluded
+    table = explain.inspection_table(
+        records, [4, 1, 2], order, gains, 2, pinned=[2], excluded=[4], quality=np.arange(5) / 4
+    )
+    assert list(table["id"]) == [records[i].id for i in (4, 1, 2)]
+    assert list(table["status"]) == ["excluded", "not selected at this budget", "selected (pinned)"]
+    assert table["rank"].isna().tolist() == [True, False, False]
+    assert table["rank"].tolist()[1:] == [3, 1]
+    assert np.isnan(table["gain"][0]) and table["gain"].tolist()[1:] == [0.25, 4.0]
+    assert table["quality score"].tolist() == [1.0, 0.25, 0.5]
+    assert "quality score" not in explain.inspection_table(records, [0], order, gains, 2)
