@@ -136,6 +136,20 @@ stage = c1.radio(
     format_func=STAGE_LABELS.get,
     key="select_stage",
 )
+missing_stages = [
+    label
+    for role, label in (
+        ("targets", "task (load a target set"),
+        ("existing", "continual (load an existing set"),
+    )
+    if not meta.get(role)
+]
+if missing_stages:
+    c1.caption(
+        "Other stages: "
+        + "; ".join(f"{m} on Data, then score it with this pool)" for m in missing_stages)
+        + "."
+    )
 method = c2.selectbox("Method", METHOD_CHOICES, key="select_method", help=METHOD_HELP)
 kernel = c3.radio(
     "Kernel",

@@ -52,6 +52,8 @@ def test_budget_method_map_inspect_and_save():
     at = with_data(page("3_Select.py"), pool=pool).run()
     assert_clean(at)
     assert at.radio(key="select_stage").options == ["Instruction tuning (FL on the pool)"]
+    how = [c for c in messages(at.caption) if c.startswith("Other stages")]
+    assert how and "load a target set on Data" in how[0] and "load an existing set" in how[0]
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Selected"] == "2 of 6"  # round(0.3 * 6)
     assert set(chart_keys(at)) == {"select_map", "select_curve", "select_quality_chart"}
@@ -111,6 +113,8 @@ def test_task_stage_with_targets():
     at = with_data(page("3_Select.py"), pool=pool, targets=targets).run()
     assert_clean(at)
     assert at.radio(key="select_stage").value == "task"
+    how = [c for c in messages(at.caption) if c.startswith("Other stages")]
+    assert how and "target set" not in how[0] and "existing set" in how[0]
     at.text_input(key="select_inspect").set_value("demo-0001").run()
     assert_clean(at)
     assert "Targets it helps most" in messages(at.caption)
@@ -558,6 +562,8 @@ def test_fl_only_is_noted_as_delift_in_the_instruction_stage():
     at.selectbox(key="select_method").set_value("fl-only").run()
     assert_clean(at)
     assert at.radio(key="select_stage").value == "task"
+    how = [c for c in messages(at.caption) if c.startswith("Other stages")]
+    assert how and "target set" not in how[0] and "existing set" in how[0]
 
     def noted() -> bool:
         return any("delift and fl-only are the same method" in c for c in messages(at.caption))
