@@ -31,8 +31,10 @@ from delift_core.errors import CacheError, CancelledError, ConfigError, DeliftEr
 
 log = logging.getLogger(__name__)
 
-STATES: tuple[str, ...] = ("queued", "running", "done", "failed", "cancelled")
+STATES: tuple[str, ...] = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 ACTIVE_STATES: tuple[str, ...] = ("queued", "running")
+# Stored states of runs a stopped server left unfinished ("interrupted": stopped by shutdown).
+UNFINISHED_STATES: tuple[str, ...] = (*ACTIVE_STATES, "interrupted")
 # Finished jobs kept in memory for listing; older ones are dropped (the runs table keeps them).
 KEEP_FINISHED = 200
 
@@ -41,8 +43,9 @@ KEEP_FINISHED = 200
 class JobState:
     """A consistent copy of one job.
 
-    state: queued | running | done | failed | cancelled. done/total: units of work of the current
-    phase (for scoring: forward passes). eta_s: estimated seconds left in the phase, or None.
+    state: queued | running | done | failed | cancelled | interrupted (stopped by shutdown).
+    done/total: units of work of the current phase (for scoring: forward passes). eta_s:
+    estimated seconds left in the phase, or None.
     error: the failure message (state "failed"); result: what the job function returned.
     created/started/finished: time.time() stamps (None until reached).
     """
@@ -167,6 +170,7 @@ class JobManager:
         self._queue: deque[str] = deque()
         self._worker: threading.Thread | None = None
         self._stopping = False
+        self._interrupted: set[str] = set()  # running jobs stopped by shutdown(), not a user
 
     # -- submitting and reading ----------------------------------------------------------
 
@@ -270,7 +274,7 @@ class JobManager:
         return [
             r
             for r in runs
-            if r["state"] in ACTIVE_STATES
+            if r["state"] in UNFINISHED_STATES
             and r["id"] not in known
             and (kind is None or r["kind"] == kind)
         ]
@@ -286,7 +290,9 @@ class JobManager:
         raise ConfigError(f"no stored run with id {run_id!r}")
 
     def shutdown(self, timeout: float = 5.0) -> None:
-        """Cancel every job, stop the worker and wait up to `timeout` seconds for it."""
+        """Stop every job, stop the worker and wait up to `timeout` seconds for it. Stopped jobs
+        stay unfinished in the runs table (queued, or "interrupted" when running), so that
+        `unfinished_runs` offers them after a restart."""
         with self._lock:
             self._stopping = True
             queued = list(self._queue)
@@ -297,6 +303,7 @@ class JobManager:
             for job in self._jobs.values():
                 if job.state == "running":
                     job.cancel_requested = True
+                    self._interrupted.add(job.id)
             self._wake.notify_all()
             worker = self._worker
         if worker is not None:
@@ -332,6 +339,9 @@ class JobManager:
             result = fn(JobContext(self, job_id))
         except CancelledError as exc:
             state, error = "cancelled", str(exc)
+            with self._lock:
+                if job_id in self._interrupted:  # the server stops: resumable after a restart
+                    state, error = "interrupted", "the server stopped during the run"
         except DeliftError as exc:
             state, error = "failed", str(exc)
             log.warning("job %s (%s) failed: %s", job_id, kind, exc)

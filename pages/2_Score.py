@@ -16,7 +16,7 @@ from delift_core.pipeline import list_stages
 from delift_core.resources import SPARSE_DEFAULT_K, check_fits, estimate_run, suggest_mode
 from ui import estimates, layout, registry, state, tasks
 
-svc = layout.setup_page("Score", icon=":material/speed:")
+svc = layout.setup_page("Score")
 manager, cache = svc.manager, svc.cache
 
 st.title("Score")

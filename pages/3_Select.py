@@ -25,7 +25,7 @@ from delift_core.quality import quality_score
 from delift_core.selection import METHODS
 from ui import compare, explain, layout, plots, registry, state, tasks
 
-svc = layout.setup_page("Select", icon=":material/filter_alt:")
+svc = layout.setup_page("Select")
 manager, cache = svc.manager, svc.cache
 
 st.title("Select")

@@ -10,7 +10,7 @@ import streamlit as st
 from delift_core.errors import DeliftError
 from ui import compare, layout, plots, registry
 
-svc = layout.setup_page("Compare", icon=":material/compare:")
+svc = layout.setup_page("Compare")
 cache = svc.cache
 
 st.title("Compare")

@@ -218,8 +218,9 @@ def test_runs_are_recorded_and_unfinished_runs_listed(tmp_path):
             manager.shutdown()
 
 
-def test_shutdown_cancels_running_and_queued_jobs():
-    manager = JobManager()
+def test_shutdown_stops_running_and_queued_jobs_and_leaves_them_resumable(tmp_path):
+    cache = UtilityCache(tmp_path / "c.duckdb")
+    manager = JobManager(cache)
     started = threading.Event()
 
     def spin(ctx: JobContext) -> None:
@@ -232,10 +233,33 @@ def test_shutdown_cancels_running_and_queued_jobs():
     b = manager.submit("later", {}, lambda ctx: None)
     assert started.wait(5)
     manager.shutdown(timeout=5)
-    assert manager.snapshot(a).state == "cancelled"
+    assert manager.snapshot(a).state == "interrupted"
     assert manager.snapshot(b).state == "cancelled"
     with pytest.raises(ConfigError, match="shut down"):
         manager.submit("x", {}, lambda ctx: None)
+    # The next server on the same cache offers both: neither was stopped by a user.
+    stored = {r["id"]: r["state"] for r in JobManager(cache).unfinished_runs()}
+    assert stored == {a: "interrupted", b: "queued"}
+    cache.close()
+
+
+def test_a_job_cancelled_by_its_user_is_not_offered_again(tmp_path):
+    with UtilityCache(tmp_path / "c.duckdb") as cache:
+        manager = JobManager(cache)
+        started = threading.Event()
+
+        def spin(ctx: JobContext) -> None:
+            started.set()
+            while not ctx.cancelled():
+                time.sleep(0.01)
+            raise CancelledError("stopped")
+
+        job = manager.submit("spin", {}, spin)
+        assert started.wait(5)
+        manager.cancel(job)
+        assert manager.wait(job, timeout=5).state == "cancelled"
+        manager.shutdown(timeout=5)
+        assert JobManager(cache).unfinished_runs() == []
 
 
 def test_get_manager_is_a_process_singleton():

@@ -7,6 +7,7 @@ DELIFT_CHROMIUM overrides the browser path (default /usr/bin/chromium).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -97,20 +98,19 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=10)
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Base URL of the app served with a fresh DuckDB cache and the real default models."""
-    tmp = tmp_path_factory.mktemp("e2e")
-    log_path = tmp / "streamlit.log"
+@contextlib.contextmanager
+def serve(cache: Path, log_path: Path, port: int | None = None) -> Iterator[str]:
+    """`streamlit run app.py` on `cache` with the real default models; yields the base URL and
+    stops the server on exit."""
     env = dict(os.environ)
     env.pop("DELIFT_TEST_MODEL", None)  # the real embedded SmolLM2 and MiniLM
     env.update(
-        DELIFT_CACHE=str(tmp / "cache.duckdb"),
+        DELIFT_CACHE=str(cache),
         HF_HUB_OFFLINE="1",
         TRANSFORMERS_OFFLINE="1",
         PYTHONUNBUFFERED="1",
     )
-    port = _free_port()
+    port = port or _free_port()
     command = [
         sys.executable,
         "-m",
@@ -123,13 +123,11 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         str(port),
         "--server.address",
         "127.0.0.1",
-        "--server.fileWatcherType",
-        "none",
         "--browser.gatherUsageStats",
         "false",
     ]
     url = f"http://127.0.0.1:{port}"
-    with log_path.open("wb") as log:
+    with log_path.open("ab") as log:
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             _wait_healthy(url, proc, log_path)
@@ -137,4 +135,18 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         finally:
             _stop(proc)
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            (ARTIFACTS / "streamlit.log").write_text(_tail(log_path, 400))
+            (ARTIFACTS / log_path.name).write_text(_tail(log_path, 400))
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of the app served with a fresh DuckDB cache and the real default models."""
+    tmp = tmp_path_factory.mktemp("e2e")
+    with serve(tmp / "cache.duckdb", tmp / "streamlit.log") as url:
+        yield url
+
+
+@pytest.fixture
+def server() -> Any:
+    """`serve` itself, for tests that stop and start the app (a restart)."""
+    return serve
