@@ -1,9 +1,10 @@
 """Safetensors copies of GGUF models, so that only the first process pays for de-quantising.
 
-A copy is a save_pretrained folder under <cache folder>/models, the cache folder being the one
-that holds the score cache ($DELIFT_CACHE's folder, else $XDG_CACHE_HOME/delift or
-~/.cache/delift). Its name carries the GGUF file's sha256, so a changed file gets a new copy. The
-hash is read once per (path, size, mtime) and remembered in models/gguf-sha256.json.
+A copy is a save_pretrained folder under $DELIFT_MODEL_COPIES, else $XDG_CACHE_HOME/delift/models
+or ~/.cache/delift/models: one per user, whatever score cache ($DELIFT_CACHE) a run uses, so
+that tests and projects with caches of their own share one copy. Its name carries the GGUF file's
+sha256, so a changed file gets a new copy. The hash is read once per (path, size, mtime) and
+remembered in gguf-sha256.json there.
 
 Copies are written in a temporary folder that is then renamed into place, and removed by renaming
 them away first: other processes see a whole copy or none.
@@ -22,8 +23,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from delift_core.cache import default_cache_path
-
 log = logging.getLogger(__name__)
 
 # Part of every copy's name: change it when the way copies are made changes.
@@ -34,9 +33,15 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _STALE_SECONDS = 3600
 
 
+COPIES_ENV = "DELIFT_MODEL_COPIES"
+
+
 def copies_folder() -> Path:
-    """The folder holding the copies: `models` next to the default score cache file."""
-    return default_cache_path().parent / "models"
+    """The folder holding the copies ($DELIFT_MODEL_COPIES, else the user's delift cache)."""
+    if os.environ.get(COPIES_ENV):
+        return Path(os.environ[COPIES_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "delift" / "models"
 
 
 def copy_folder(gguf: Path) -> Path:

@@ -105,8 +105,8 @@ def _logits(model, tokenizer, text: str = SHORT_TEXT) -> torch.Tensor:
 
 
 def _use_converter(monkeypatch, tmp_path, convert):
-    """Point the cache at tmp_path, empty the in-process cache, convert with `convert`."""
-    monkeypatch.setenv("DELIFT_CACHE", str(tmp_path / "cache" / "cache.duckdb"))
+    """Keep model copies under tmp_path, empty the in-process cache, convert with `convert`."""
+    monkeypatch.setenv("DELIFT_MODEL_COPIES", str(tmp_path / "cache" / "models"))
     monkeypatch.setattr(models, "_lm_cache", {})
     conversions = []
 
