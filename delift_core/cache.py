@@ -4,6 +4,12 @@ Scores are stored per pair, keyed by content hashes: a pair's value depends only
 records' text, the model and the template, so it is reused across datasets, subsets and modes
 (a sparse run's pairs serve a later exact run). Rows are written as they are computed, so an
 interrupted run resumes where it stopped.
+
+One process at a time may hold the file (DuckDB's lock): another one waits up to `lock_wait`
+seconds for it, then gets a CacheError. A damaged file (truncated, overwritten in part, not a
+DuckDB file) gives a CacheError naming it and the way out, and is left exactly as it is: opening
+and reading it never write to it. Opening finds a damaged header or a truncated file; `verify`
+reads everything and finds damage anywhere, which `check_cache` runs before long work.
 """
 
 from __future__ import annotations
@@ -12,8 +18,11 @@ import io
 import json
 import logging
 import os
+import re
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +36,24 @@ from delift_core.errors import CacheError
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "DELIFT_CACHE"
+LOCK_WAIT_S = 10.0  # how long to wait for another process to release the file
+
+_LOCKED = re.compile(r"could not set lock|conflicting lock", re.I)
+_PID = re.compile(r"\(PID (\d+)\)")
+_DAMAGED = (
+    "corrupt",
+    "checksum",
+    "could not read enough bytes",
+    "not a valid duckdb database",
+    "truncated",
+)
+# Every column of every table, read by `verify`.
+_COLUMNS = {
+    "baseline": ("scope", "target", "rms", "logp"),
+    "pairs": ("scope", "example", "target", "rms", "logp"),
+    "arrays": ("kind", "key", "data", "meta", "created"),
+    "runs": ("id", "kind", "state", "params", "message", "created", "updated"),
+}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS baseline (
@@ -51,6 +78,18 @@ def default_cache_path() -> Path:
     return Path(base) / "delift" / "cache.duckdb"
 
 
+def check_cache(path: str | os.PathLike | None = None, *, lock_wait: float = LOCK_WAIT_S) -> Path:
+    """Open the cache file at `path` (default: default_cache_path()), read all of it (`verify`)
+    and close it again: a CacheError now, before long work such as loading a model, when it is
+    damaged or held by another process. A missing file passes (it is created when first
+    opened). Returns the path checked."""
+    target = Path(path) if path is not None else default_cache_path()
+    if target.exists():
+        with UtilityCache(target, lock_wait=lock_wait) as cache:
+            cache.verify()
+    return target
+
+
 def scope_key(model_id: str, template_hash: str) -> str:
     """Everything besides the two texts that a pair's score depends on."""
     return f"{model_id}|{template_hash}"
@@ -60,25 +99,102 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-class UtilityCache:
-    """A DuckDB file shared by the threads of one process (one connection, one lock)."""
+def cache_error(path: Path, exc: BaseException, action: str, waited: float = 0.0) -> CacheError:
+    """The CacheError for a DuckDB (or OS) error met trying to `action` ("open", "read",
+    "write to") the cache at `path`: held by another process, damaged, or another fault."""
+    text = str(exc)
+    detail = text.splitlines()[0][:300] if text else type(exc).__name__
+    if _LOCKED.search(text):
+        pid = _PID.search(text)
+        holder = f" (process {pid.group(1)})" if pid else ""
+        return CacheError(
+            f"the cache {path} is in use by another process{holder}; waited {waited:.1f} s for"
+            f" it. Let that run finish or stop it, or choose another file with --cache or"
+            f" ${CACHE_ENV}"
+        )
+    if any(marker in text.lower() for marker in _DAMAGED):
+        return CacheError(
+            f"the cache {path} is damaged ({detail}). It was left as it is. Move it aside (e.g."
+            f" mv {path} {path}.broken): a new, empty cache is then started at that path and"
+            f" scores are computed again. Or choose another file with --cache or ${CACHE_ENV}"
+        )
+    return CacheError(f"cannot {action} the cache {path}: {detail}")
 
-    def __init__(self, path: str | os.PathLike | None = None) -> None:
+
+class UtilityCache:
+    """A DuckDB file shared by the threads of one process (one connection, one lock).
+
+    lock_wait: seconds to wait for another process holding the file before a CacheError.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike | None = None, *, lock_wait: float = LOCK_WAIT_S
+    ) -> None:
         self.path = Path(path) if path is not None else default_cache_path()
         self._lock = threading.RLock()
+        started = time.monotonic()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._con = duckdb.connect(str(self.path))
-            self._con.execute(_SCHEMA).fetchall()
-        except duckdb.IOException as exc:
-            if "lock" in str(exc).lower():
-                raise CacheError(
-                    f"the cache {self.path} is in use by another process; close it or "
-                    f"choose another file with --cache or ${CACHE_ENV}"
-                ) from exc
-            raise CacheError(f"cannot open the cache {self.path}: {exc}") from exc
+            self._con = self._connect(lock_wait)
         except (duckdb.Error, OSError) as exc:
-            raise CacheError(f"cannot open the cache {self.path}: {exc}") from exc
+            raise cache_error(self.path, exc, "open", time.monotonic() - started) from exc
+        try:
+            with self._guard("open"):
+                # Catalog only: on an existing file this writes nothing.
+                self._con.execute(_SCHEMA).fetchall()
+                self._check_length()
+        except BaseException:
+            self._con.close()
+            raise
+
+    def _connect(self, lock_wait: float) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + max(0.0, lock_wait)
+        while True:
+            try:
+                return duckdb.connect(str(self.path))
+            except duckdb.IOException as exc:
+                left = deadline - time.monotonic()
+                if not _LOCKED.search(str(exc)) or left <= 0:
+                    raise
+                log.info("cache %s is held by another process; waiting", self.path)
+                time.sleep(min(0.25, left))
+
+    def _check_length(self) -> None:
+        """CacheError when the file is shorter than the blocks it says it uses (truncated)."""
+        if not self.path.is_file() or Path(f"{self.path}.wal").exists():
+            return  # blocks replayed from the log may not be in the file yet
+        block, used = self._con.execute(
+            "SELECT block_size, used_blocks FROM pragma_database_size()"
+            " WHERE database_name = current_database()"
+        ).fetchall()[0]
+        length = self.path.stat().st_size
+        if length < block * used:
+            raise cache_error(
+                self.path,
+                duckdb.Error(f"truncated: {length} bytes hold fewer than its {used} data blocks"),
+                "open",
+            )
+
+    @contextmanager
+    def _guard(self, action: str) -> Iterator[None]:
+        """DuckDB errors inside become CacheErrors naming the file (under the connection lock)."""
+        with self._lock:
+            try:
+                yield
+            except duckdb.Error as exc:
+                raise cache_error(self.path, exc, action) from exc
+
+    def verify(self) -> None:
+        """Read every stored value once: DuckDB checks each block's checksum as it reads it, so
+        damage anywhere in the file is found now, not midway through a run. Reads the whole
+        file (about two seconds per GB on a 2-core CPU); CacheError naming the file when a block
+        is damaged."""
+        with self._guard("read"):
+            for table, columns in _COLUMNS.items():
+                # A hash of every value: DuckDB answers min() or count() from its statistics
+                # without reading the data.
+                values = ", ".join(f"bit_xor(hash({column}))" for column in columns)
+                self._con.execute(f"SELECT {values} FROM {table}").fetchall()
 
     def close(self) -> None:
         with self._lock:
@@ -97,7 +213,7 @@ class UtilityCache:
         if not targets:
             return {}
         table = pa.table({"h": pa.array(sorted(set(targets)), pa.string())})
-        with self._lock:
+        with self._guard("read"):
             self._con.register("want_t", table)
             try:
                 rows = self._con.execute(
@@ -117,7 +233,7 @@ class UtilityCache:
             return {}
         want_e = pa.table({"h": pa.array(sorted(set(examples)), pa.string())})
         want_t = pa.table({"h": pa.array(sorted(set(targets)), pa.string())})
-        with self._lock:
+        with self._guard("read"):
             self._con.register("want_e", want_e)
             self._con.register("want_t", want_t)
             try:
@@ -169,18 +285,16 @@ class UtilityCache:
     def _insert(self, name: str, table: pa.Table) -> None:
         if table.num_rows == 0:
             return
-        with self._lock:
+        with self._guard("write to"):
             self._con.register("incoming", table)
             try:
                 # Several writers may compute the same pair; the first stored value wins.
                 self._con.execute(f"INSERT OR IGNORE INTO {name} SELECT * FROM incoming").fetchall()
-            except duckdb.Error as exc:
-                raise CacheError(f"cannot write to the cache {self.path}: {exc}") from exc
             finally:
                 self._con.unregister("incoming")
 
     def count_pairs(self, scope: str | None = None) -> int:
-        with self._lock:
+        with self._guard("read"):
             if scope is None:
                 return self._con.execute("SELECT count(*) FROM pairs").fetchall()[0][0]
             return self._con.execute(
@@ -193,17 +307,14 @@ class UtilityCache:
         """Store a numeric array (npy bytes, never pickled) under (kind, key)."""
         buf = io.BytesIO()
         np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
-        with self._lock:
-            try:
-                self._con.execute(
-                    "INSERT OR REPLACE INTO arrays VALUES (?, ?, ?, ?, ?)",
-                    [kind, key, buf.getvalue(), json.dumps(meta or {}), _now()],
-                ).fetchall()
-            except duckdb.Error as exc:
-                raise CacheError(f"cannot write to the cache {self.path}: {exc}") from exc
+        with self._guard("write to"):
+            self._con.execute(
+                "INSERT OR REPLACE INTO arrays VALUES (?, ?, ?, ?, ?)",
+                [kind, key, buf.getvalue(), json.dumps(meta or {}), _now()],
+            ).fetchall()
 
     def get_array(self, kind: str, key: str) -> np.ndarray | None:
-        with self._lock:
+        with self._guard("read"):
             row = self._con.execute(
                 "SELECT data FROM arrays WHERE kind = ? AND key = ?", [kind, key]
             ).fetchall()
@@ -212,7 +323,7 @@ class UtilityCache:
         return np.load(io.BytesIO(row[0][0]), allow_pickle=False)
 
     def get_meta(self, kind: str, key: str) -> dict | None:
-        with self._lock:
+        with self._guard("read"):
             row = self._con.execute(
                 "SELECT meta FROM arrays WHERE kind = ? AND key = ?", [kind, key]
             ).fetchall()
@@ -220,7 +331,7 @@ class UtilityCache:
 
     def list_arrays(self, kind: str) -> list[tuple[str, dict, datetime]]:
         """(key, meta, created) of every array of a kind, newest first."""
-        with self._lock:
+        with self._guard("read"):
             rows = self._con.execute(
                 "SELECT key, meta, created FROM arrays WHERE kind = ? ORDER BY created DESC",
                 [kind],
@@ -232,7 +343,7 @@ class UtilityCache:
     def save_run(
         self, run_id: str, kind: str, state: str, params: dict[str, Any], message: str = ""
     ) -> None:
-        with self._lock:
+        with self._guard("write to"):
             now = _now()
             self._con.execute(
                 "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
@@ -246,7 +357,7 @@ class UtilityCache:
         if state is not None:
             query += " WHERE state = ?"
             args.append(state)
-        with self._lock:
+        with self._guard("read"):
             rows = self._con.execute(query + " ORDER BY created DESC", args).fetchall()
         keys = ("id", "kind", "state", "params", "message", "created", "updated")
         out = [dict(zip(keys, row, strict=True)) for row in rows]

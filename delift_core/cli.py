@@ -144,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     select.add_argument("--format", choices=["original", "alpaca", "messages"], default="original")
     select.add_argument(
+        "--overwrite", action="store_true",
+        help="replace the --out file and its manifest if they exist (default: refuse)",
+    )  # fmt: skip
+    select.add_argument(
         "--annotate",
         action="store_true",
         help="add _delift: {rank, gain, method, stage, quality signals}",

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from delift_core import __version__
-from delift_core.cache import UtilityCache
+from delift_core.cache import UtilityCache, check_cache
 from delift_core.config import DEFAULT_QUALITY_SIGNAL, ScoringConfig
 from delift_core.data import Dataset, load_dataset
 from delift_core.embeddings import embed_records
@@ -131,8 +131,8 @@ def pool_quality(
 def compute_stage(
     args: argparse.Namespace, inputs: Inputs, config: ScoringConfig
 ) -> tuple[StageUtilities, dict[str, Any]]:
-    """Load the models, open the cache and score every matrix the inputs call for.
-    info["emb_pool"] holds the pool's embeddings in sparse mode (None in exact mode)."""
+    """Check the cache, load the models, open the cache and score every matrix the inputs call
+    for. info["emb_pool"] holds the pool's embeddings in sparse mode (None in exact mode)."""
     from delift_core.resources import check_fits, estimate_run
 
     estimate = estimate_run(
@@ -141,6 +141,8 @@ def compute_stage(
         n_existing=len(inputs.existing) if inputs.existing else 0,
     )  # fmt: skip
     check_fits(estimate, config.mode)
+    # A damaged or busy cache is reported now, not after the model has loaded.
+    check_cache(args.cache)
     lm = load_causal_lm(args.model, args.device)
     config = fit_batches_to_device(args, config, lm)
     embedder = None
@@ -299,7 +301,7 @@ def read_id_list(path: str | None, ids: list[str], what: str) -> list[int]:
 
 def cmd_select(args: argparse.Namespace) -> int:
     from delift_core.config import SelectionConfig
-    from delift_core.export import build_manifest, export_subset, subset_rows
+    from delift_core.export import build_manifest, check_new_export, export_subset, subset_rows
     from delift_core.selection import SelectionInputs, select_subset
 
     sel = SelectionConfig(
@@ -312,6 +314,11 @@ def cmd_select(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".jsonl":
         raise ConfigError(f"--out must be a .jsonl file; got {out}")
+    if not args.overwrite:  # before any work: a finished run must not end on this
+        try:
+            check_new_export(out)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (--overwrite replaces it)") from None
     # Sets the stage does not use are ignored, so that they do not cost scoring time.
     if sel.stage != "task":
         args.targets = None
@@ -391,7 +398,7 @@ def cmd_select(args: argparse.Namespace) -> int:
         format=args.format,
         **info,
     )
-    paths = export_subset(out, rows, manifest)
+    paths = export_subset(out, rows, manifest, overwrite=args.overwrite)
     print(
         f"selected {count} of {n} samples -> {paths.jsonl} (manifest {paths.manifest.name})",
         file=sys.stderr,
@@ -403,6 +410,7 @@ def embed_inputs(args: argparse.Namespace, inputs: Inputs) -> tuple[dict[str, An
     """Sentence embeddings of the pool and the stage's other set (DELIFT-SE)."""
     from delift_core.embeddings import embed_records
 
+    check_cache(args.cache)
     model = load_embedder(args.embedder, args.device)
     key = embedder_id(args.embedder)
     with UtilityCache(args.cache) as cache:

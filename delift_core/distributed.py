@@ -22,7 +22,8 @@ import math
 import os
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -218,8 +219,36 @@ class ScoringWorker:
         return score_shard(self.lm, self._job, shard)
 
 
+LOOPBACK = "127.0.0.1"
+
+
+@contextmanager
+def _loopback_node() -> Iterator[None]:
+    """While Ray starts a local node, let its address stay the loopback one.
+
+    Ray's servers (GCS, raylet, workers) listen on the node's address, and on Linux Ray replaces
+    a loopback node address by the machine's network address unless it takes clusters to be
+    unsupported, as it does on Windows and macOS. That setting is lent for the start only, so
+    that a later connection to a real cluster is unaffected. (Checked with Ray 2.60: without it
+    every server listened on all interfaces; with it, on 127.0.0.1 only.)
+    """
+    try:
+        from ray._private import ray_constants
+    except ImportError:  # another Ray layout: the node address argument is all we can give
+        yield
+        return
+    saved = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+
+
 def start_ray(workers: int, address: str | None = None) -> bool:
-    """Connect to Ray: the cluster at `address`, else a local one with `workers` CPUs.
+    """Connect to Ray: the cluster at `address`, else a local one with `workers` CPUs that
+    listens on the loopback interface only (no dashboard), so that other machines cannot reach
+    it. Ray moves tasks with pickle: a reachable node would run what others send it.
 
     Returns True when this call started Ray (then the caller shuts it down).
     """
@@ -229,12 +258,14 @@ def start_ray(workers: int, address: str | None = None) -> bool:
         if address:
             ray.init(address=address, log_to_driver=False, ignore_reinit_error=True)
         else:
-            ray.init(
-                num_cpus=workers,
-                include_dashboard=False,
-                log_to_driver=False,
-                ignore_reinit_error=True,
-            )
+            with _loopback_node():
+                ray.init(
+                    num_cpus=workers,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    ignore_reinit_error=True,
+                    _node_ip_address=LOOPBACK,
+                )
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
         raise ResourceError(f"cannot start or reach {where}: {exc}") from exc

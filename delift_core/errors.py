@@ -36,6 +36,14 @@ class DataError(DeliftError):
         super().__init__(f"{prefix}: {message}" if prefix else message)
 
 
+class PathError(DataError):
+    """A local path lies outside the folders this installation may use, or local paths are off.
+
+    The message is the same whether or not the path exists, so that it reveals nothing about
+    files outside those folders.
+    """
+
+
 class ModelError(DeliftError):
     """A model or tokenizer cannot be loaded or used."""
 
@@ -45,7 +53,10 @@ class ConfigError(DeliftError):
 
 
 class CacheError(DeliftError):
-    """The cache database cannot be opened or written."""
+    """The cache database cannot be opened, read or written: damaged, or held by another process.
+
+    The message names the file and what to do about it.
+    """
 
 
 class CancelledError(DeliftError):

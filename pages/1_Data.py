@@ -8,11 +8,12 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from delift_core import paths
 from delift_core.data import SUPPORTED_FORMATS, Dataset, dataset_stats
 from delift_core.errors import ConfigError, DataError
 from ui import layout, registry, services, state
 
-svc = layout.setup_page("Data", icon=":material/database:")
+svc = layout.setup_page("Data")
 
 st.title("Data")
 st.caption(
@@ -21,6 +22,13 @@ st.caption(
 )
 
 SOURCES = {"demo": "Demo set", "upload": "Upload a file", "path": "Local path"}
+try:
+    LOCAL_PATHS = paths.local_paths_enabled()
+except ConfigError as exc:  # a mistyped setting turns local paths off rather than on
+    st.warning(layout.escape_md(exc))
+    LOCAL_PATHS = False
+if not LOCAL_PATHS:  # a shared deployment: uploads only ($DELIFT_LOCAL_PATHS=off)
+    del SOURCES["path"]
 PREVIEW_ROWS = 100
 LOADED_MESSAGE = "data_loaded_message"  # shown once, after the rerun that follows a load
 
@@ -55,11 +63,12 @@ else:
         )
         st.caption(f"Formats: {SUPPORTED_FORMATS} (folders only via a local path).")
     else:
+        roots = layout.escape_md(", ".join(map(str, paths.data_roots())))
         path = st.text_input(
             "File or folder path",
             key="data_path",
             placeholder="/data/train.jsonl",
-            help=f"Formats: {SUPPORTED_FORMATS}",
+            help=f"Formats: {SUPPORTED_FORMATS}. Paths must lie under: {roots}",
         )
     c1, c2 = st.columns(2)
     offset = c1.number_input("Skip the first rows", 0, None, 0, key="data_offset")
@@ -96,6 +105,10 @@ if st.button("Load data", type="primary", key="data_load"):
             data = upload.getvalue()
             spec["name"] = upload.name
             spec["digest"] = registry.store_upload(svc.cache, upload.name, data)
+        if source == "path":
+            # Confined to the data roots; the resolved path is kept, so that a link changed
+            # later cannot lead the stored source elsewhere.
+            spec["path"] = str(paths.check_data_path(spec["path"]))
         with st.spinner("Loading and validating..."):
             ds = registry.load_source(spec, svc.cache)
     except (DataError, ConfigError) as exc:

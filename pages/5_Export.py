@@ -5,24 +5,17 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import streamlit as st
 
 from delift_core.errors import DeliftError
-from delift_core.export import (
-    FORMATS,
-    build_manifest,
-    confined_path,
-    export_subset,
-    jsonl_bytes,
-    subset_rows,
-)
+from delift_core.export import FORMATS, build_manifest, export_subset, jsonl_bytes, subset_rows
+from delift_core.paths import export_root, export_target
 from ui import layout, registry, state
 
-svc = layout.setup_page("Export", icon=":material/download:")
+svc = layout.setup_page("Export")
 cache = svc.cache
 
 st.title("Export")
@@ -134,13 +127,25 @@ d2.download_button(
 )
 
 st.subheader("Write to a folder")
+root = export_root()
+st.caption(
+    f"Files are written only inside {layout.escape_md(root)} (the export folder, set by"
+    " DELIFT\\_EXPORT\\_ROOT)."
+)
 w1, w2 = st.columns(2)
-folder = w1.text_input("Folder", value=str(Path.cwd() / "out"), key="export_folder")
+folder = w1.text_input("Folder", value=str(root), key="export_folder")
 target_name = w2.text_input("File name", value=file_name, key="export_filename")
+overwrite = st.checkbox(
+    "Overwrite if it exists",
+    value=False,
+    key="export_overwrite",
+    help="Replace an existing file of this name and its manifest. Off: an existing file is"
+    " left as it is and nothing is written.",
+)
 if st.button("Write files", key="export_write"):
     try:
-        target = confined_path(folder, target_name.strip())
-        paths = export_subset(target, rows, manifest)
+        target = export_target(folder, target_name.strip())
+        paths = export_subset(target, rows, manifest, overwrite=overwrite)
     except (DeliftError, OSError) as exc:
         st.error(f"Nothing was written: {layout.escape_md(exc)}")
     else:

@@ -70,7 +70,7 @@ def test_file_held_by_another_process_is_a_clear_error(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "ok"
         with pytest.raises(CacheError, match="in use by another process"):
-            UtilityCache(path)
+            UtilityCache(path, lock_wait=0.5)
     finally:
         holder.kill()
         holder.wait()

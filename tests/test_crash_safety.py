@@ -19,7 +19,7 @@ print("ready", flush=True)
 while True:
     version += 1
     rows = [{"version": version, "row": i, "text": "x" * 200} for i in range(20000)]
-    export_subset(path, rows, {"version": version, "rows": len(rows)})
+    export_subset(path, rows, {"version": version, "rows": len(rows)}, overwrite=True)
 """
 
 

@@ -54,13 +54,12 @@ def fmt_bytes(size: float) -> str:
     return f"{size:.1f} TB"
 
 
-def setup_page(title: str, icon: str | None = None) -> Services:
+def setup_page(title: str) -> Services:
     """Configure the page, open the cache and job manager, load the demo pool on first visit
     and draw the sidebar. Stops the page with an error when the cache cannot be opened.
 
-    The browser tab shows the bundled icon: a Material icon as page icon would be fetched from
-    an outside host, and the app makes no outside requests. `icon` (the page's Material icon in
-    the navigation, set in app.py) is accepted for the call sites' readability only."""
+    The browser tab shows the bundled icon: a Material icon there would be fetched from an
+    outside host, and the app makes no outside requests."""
     st.set_page_config(page_title=f"{title} · DELIFT Studio", page_icon=str(FAVICON), layout="wide")
     try:
         svc = Services(services.get_cache(), services.get_manager())

@@ -1,4 +1,7 @@
-"""Export page: formats, annotations, downloads, and writing files confined to a folder."""
+"""Export page: formats, annotations, downloads, and writing files confined to a folder.
+
+The app runs in the test's temporary folder, so the export root is its ./out.
+"""
 
 from __future__ import annotations
 
@@ -62,7 +65,7 @@ def test_preview_formats_and_annotations():
 
 def test_write_files_into_a_folder(tmp_path):
     pool, order = _saved_selection()
-    folder = tmp_path / "exports"
+    folder = tmp_path / "out" / "exports"
     at = with_data(page("5_Export.py"), pool=pool).run()
     at.radio(key="export_format").set_value("alpaca")
     at.text_input(key="export_folder").set_value(str(folder))
@@ -87,7 +90,7 @@ def test_write_files_into_a_folder(tmp_path):
 
 def test_manifest_carries_the_pinned_and_excluded_ids(tmp_path):
     pool, _ = _saved_selection(pinned_ids=["demo-0005"], excluded_ids=["demo-0002", "demo-0004"])
-    folder = tmp_path / "exports"
+    folder = tmp_path / "out" / "exports"
     at = with_data(page("5_Export.py"), pool=pool).run()
     at.text_input(key="export_folder").set_value(str(folder)).run()
     at.button(key="export_write").click().run()
@@ -99,12 +102,12 @@ def test_manifest_carries_the_pinned_and_excluded_ids(tmp_path):
 
 def test_file_names_cannot_leave_the_folder(tmp_path):
     pool, _ = _saved_selection()
-    folder = tmp_path / "exports"
-    folder.mkdir()
+    folder = tmp_path / "out" / "exports"
+    folder.mkdir(parents=True)
     at = with_data(page("5_Export.py"), pool=pool).run()
     at.text_input(key="export_folder").set_value(str(folder))
     at.text_input(key="export_filename").set_value("../escape.jsonl").run()
     at.button(key="export_write").click().run()
     assert not at.exception
     assert any("Nothing was written" in e for e in messages(at.error))
-    assert not (tmp_path / "escape.jsonl").exists() and list(folder.iterdir()) == []
+    assert not (tmp_path / "out" / "escape.jsonl").exists() and list(folder.iterdir()) == []
