@@ -18,7 +18,7 @@ from delift_core.config import (
     DEFAULT_QUALITY_WEIGHT,
     QUALITY_SIGNALS,
 )
-from delift_core.errors import CancelledError, DeliftError
+from delift_core.errors import CancelledError, DeliftError, FieldMapNeeded
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,8 @@ def _run(args: argparse.Namespace) -> int:
         print("delift: interrupted; finished work is kept in the cache", file=sys.stderr)
         return EXIT_CANCELLED
     except DeliftError as exc:
-        print(f"delift: error: {exc}", file=sys.stderr)
+        hint = " (--field CANONICAL=SOURCE, repeatable)" if isinstance(exc, FieldMapNeeded) else ""
+        print(f"delift: error: {exc}{hint}", file=sys.stderr)
         return EXIT_ERROR
 
 

@@ -47,6 +47,7 @@ from typing import Any
 from delift_core.errors import ConfigError, DataError
 from delift_core.readers import (
     SUPPORTED_FORMATS,
+    Unparsed,
     detect_format,
     find_arrow_files,
     read_arrow_rows,
@@ -291,6 +292,8 @@ def _build(
     skipped = 0
     for line, raw in rows:
         try:
+            if isinstance(raw, Unparsed):
+                raise raw.error
             if not isinstance(raw, Mapping):
                 raise DataError(
                     f"record is not an object; got {describe_value(raw)}", path=label, line=line

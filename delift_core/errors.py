@@ -36,6 +36,11 @@ class DataError(DeliftError):
         super().__init__(f"{prefix}: {message}" if prefix else message)
 
 
+class FieldMapNeeded(DataError):
+    """The records use field names no known schema has: the user must name the fields. Each
+    front end says how (the CLI's --field, the app's Field names form)."""
+
+
 class PathError(DataError):
     """A local path lies outside the folders this installation may use, or local paths are off.
 

@@ -119,6 +119,14 @@ def read_text_rows(data: bytes, fmt: str, label: str, notes: Notes) -> Iterator[
     return _read_jsonl_rows(text, label, notes)
 
 
+class Unparsed:
+    """A JSON Lines line that is not valid JSON: it stands in the row stream, so that the caller
+    decides between refusing the file (raise `error`) and skipping the line (skip_invalid)."""
+
+    def __init__(self, error: DataError) -> None:
+        self.error = error
+
+
 def _read_jsonl_rows(text: str, label: str, notes: Notes) -> Iterator[tuple[int, Any]]:
     lines = text.split("\n")
     if lines[-1] == "":
@@ -127,7 +135,10 @@ def _read_jsonl_rows(text: str, label: str, notes: Notes) -> Iterator[tuple[int,
         if not raw.strip(" \t\r"):
             notes.add("blank", "blank line skipped", line=number)
             continue
-        yield number, _parse_json(raw, label, number)
+        try:
+            yield number, _parse_json(raw, label, number)
+        except DataError as exc:
+            yield number, Unparsed(exc)
 
 
 def _read_json_rows(text: str, label: str, notes: Notes) -> Iterator[tuple[int, Any]]:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from delift_core.errors import DataError
+from delift_core.errors import DataError, FieldMapNeeded
 
 MAX_FIELD_CHARS = 1_000_000
 CANONICAL_FIELDS = ("instruction", "input", "output")
@@ -138,11 +138,10 @@ def detect_schema(raw: Mapping[str, Any], label: str, line: int) -> str:
     for key, schema in SCHEMA_KEYS:
         if key in raw:
             return schema
-    raise DataError(
+    raise FieldMapNeeded(
         "no known schema (alpaca instruction/input/output, prompt/completion, ShareGPT"
-        f" conversations or OpenAI messages); fields found: {_list_fields(raw)}. Pass a field map"
-        " naming the fields, e.g. --field instruction=question --field output=answer"
-        " (field_map={'instruction': 'question', 'output': 'answer'})",
+        f" conversations or OpenAI messages); fields found: {_list_fields(raw)}. Name the fields"
+        " with a field map, e.g. instruction=question, output=answer",
         path=label,
         line=line,
     )
@@ -168,10 +167,10 @@ def extract_texts(
             texts.append("")
             continue
         if source not in raw:
-            raise DataError(
+            raise FieldMapNeeded(
                 f"required field is missing (schema {schema}, from the first record); fields"
-                f" found: {_list_fields(raw)}. If it has another name, pass a field map, e.g."
-                f" --field {canonical}=<name>",
+                f" found: {_list_fields(raw)}. If it has another name, name it with a field map:"
+                f" {canonical}=<name>",
                 path=label,
                 line=line,
                 field=source,

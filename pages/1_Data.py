@@ -10,7 +10,7 @@ import streamlit as st
 
 from delift_core import paths
 from delift_core.data import SUPPORTED_FORMATS, Dataset, dataset_stats
-from delift_core.errors import ConfigError, DataError
+from delift_core.errors import ConfigError, DataError, FieldMapNeeded
 from ui import layout, registry, services, state
 
 svc = layout.setup_page("Data")
@@ -44,9 +44,9 @@ upload = None
 if source == "demo":
     st.caption(
         "assets/demo.jsonl: 300 short instruction records in six task families (grammar, "
-        "arithmetic, summaries, ...), some deliberately poor. A small slice scores quickly on a "
-        f"CPU: {layout.DEMO_START_ROWS} rows take {layout.DEMO_START_ROWS**2 + layout.DEMO_START_ROWS:,} "
-        "forward passes in exact mode."
+        "arithmetic, summaries, ...), some deliberately poor, some near-duplicates. A small "
+        f"slice scores quickly on a CPU: {layout.DEMO_START_ROWS} rows in sparse mode (k = 8) "
+        "take about a minute."
     )
     c1, c2 = st.columns(2)
     offset = c1.number_input("Skip the first rows", 0, 299, 0, key="data_demo_offset")
@@ -86,19 +86,43 @@ else:
     if source == "path":
         spec["path"] = path.strip()
 
-with st.expander("Field names (optional: for files with other column names)"):
-    st.caption("Leave empty to detect alpaca, prompt/completion, ShareGPT or messages schemas.")
-    f1, f2, f3 = st.columns(3)
-    fields = {
-        "instruction": f1.text_input("Instruction field", key="data_field_instruction"),
-        "input": f2.text_input("Input field", key="data_field_input"),
-        "output": f3.text_input("Output field", key="data_field_output"),
-    }
-field_map = {k: v.strip() for k, v in fields.items() if v.strip()}
-spec["field_map"] = field_map or None
+FIELD_KEYS = {c: f"data_field_{c}" for c in ("instruction", "input", "output")}
+NEEDS_FIELDS = "data_needs_field_map"  # the error of a load that lacked field names, if any
+field_map = {
+    c: str(st.session_state.get(k) or "").strip()
+    for c, k in FIELD_KEYS.items()
+    if str(st.session_state.get(k) or "").strip()
+}
+if source != "demo":  # the demo set has its own field names: a map set for a file never applies
+    label = "Field names (optional: for files with other column names)"
+    if field_map:
+        label = f"Field names ({len(field_map)} set: {', '.join(field_map)})"
+    with st.expander(label, expanded=bool(field_map) or bool(st.session_state.get(NEEDS_FIELDS))):
+        st.caption(
+            "Leave empty to detect alpaca, prompt/completion, ShareGPT or messages schemas. "
+            "Names set here apply to files and uploads, never to the demo set."
+        )
+        f1, f2, f3 = st.columns(3)
+        for column, (canonical, key) in zip((f1, f2, f3), FIELD_KEYS.items(), strict=True):
+            column.text_input(f"{canonical.capitalize()} field", key=key)
+    spec["field_map"] = field_map or None
+else:
+    spec["field_map"] = None
+
+current = state.get_handle(role)
+replacing = current is not None
+if replacing:
+    confirm_replace = st.checkbox(
+        f"Replace the loaded {role} ({current['label']}, {current['rows']:,} rows)",
+        key="data_confirm_replace",
+    )
 
 if st.button("Load data", type="primary", key="data_load"):
     try:
+        if replacing and not confirm_replace:
+            raise ConfigError(
+                f"a {role} is already loaded: tick 'Replace the loaded {role}' to replace it"
+            )
         if source == "upload":
             if upload is None:
                 raise DataError("choose a file to upload first")
@@ -111,12 +135,23 @@ if st.button("Load data", type="primary", key="data_load"):
             spec["path"] = str(paths.check_data_path(spec["path"]))
         with st.spinner("Loading and validating..."):
             ds = registry.load_source(spec, svc.cache)
+    except FieldMapNeeded as exc:
+        # Shown after a rerun, so that the Field names form above is drawn open.
+        st.session_state[NEEDS_FIELDS] = (
+            f"Could not load the data: {layout.escape_md(exc)}. Set the names under "
+            "'Field names' above, then load again."
+        )
+        st.rerun()
     except (DataError, ConfigError) as exc:
         st.error(f"Could not load the data: {layout.escape_md(exc)}")
     else:
+        st.session_state[NEEDS_FIELDS] = None
+        st.session_state.pop("data_confirm_replace", None)
         state.set_handle(role, registry.make_handle(spec, ds))
         st.session_state[LOADED_MESSAGE] = f"Loaded {len(ds):,} rows as the {role}."
         st.rerun()  # the sidebar, drawn before the button, must show the new data
+if st.session_state.get(NEEDS_FIELDS):
+    st.error(st.session_state[NEEDS_FIELDS])
 if LOADED_MESSAGE in st.session_state:
     st.success(st.session_state.pop(LOADED_MESSAGE))
 
@@ -150,7 +185,13 @@ def _show_dataset(role: str, handle: dict[str, Any]) -> Dataset | None:
     stats = dataset_stats(ds)
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Rows", f"{stats['rows']:,}")
-    m2.metric("Duplicates", f"{stats['duplicates']:,}")
+    m2.metric(
+        "Exact duplicates",
+        f"{stats['duplicates']:,}",
+        help="Records whose instruction, input and output are all identical. Near-duplicates "
+        "are not counted here: Select's quality table shows each sample's closest neighbour "
+        "(max_similarity), and DELIFT's coverage avoids picking both.",
+    )
     m3.metric("Empty input", f"{stats['empty_input']:,}")
     m4.metric("Schema", ds.schema)
     st.text(f"Source: {ds.path}")

@@ -178,3 +178,11 @@ def test_sigkill_midway_then_resume_equals_uninterrupted(tmp_path, tiny_model_di
         np.load(tmp_path / "fresh" / "utility.npy"),
         atol=1e-6,
     )
+
+
+def test_a_file_with_other_column_names_is_told_about_the_field_option(tmp_path, capsys):
+    data = tmp_path / "qa.csv"
+    data.write_text("question,answer\nWhat is 2+2?,4\n")
+    assert main(["score", str(data), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "field map, e.g. instruction=question" in err and "--field CANONICAL=SOURCE" in err

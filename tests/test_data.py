@@ -24,7 +24,7 @@ from delift_core.data import (
     load_bytes,
     load_dataset,
 )
-from delift_core.errors import ConfigError, DataError
+from delift_core.errors import ConfigError, DataError, FieldMapNeeded
 
 BAD_DIR = Path(__file__).parent / "data" / "bad"
 EXPECTED: dict[str, dict[str, Any]] = json.loads((BAD_DIR / "EXPECTED.json").read_text("utf-8"))
@@ -234,7 +234,8 @@ def test_field_map_errors_name_the_source_field(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "qa.jsonl", [{"question": "Why?", "answer": "Because."}])
     with pytest.raises(DataError, match="no known schema") as info:
         load_dataset(path)
-    assert "'question', 'answer'" in str(info.value) and "--field" in str(info.value)
+    assert "'question', 'answer'" in str(info.value) and "field map" in str(info.value)
+    assert isinstance(info.value, FieldMapNeeded)
     with pytest.raises(DataError, match="field 'reply'") as info:
         load_dataset(path, field_map={"instruction": "question", "output": "reply"})
     assert info.value.field == "reply" and info.value.line == 1
@@ -531,11 +532,20 @@ def test_skip_invalid_leaves_out_bad_records_with_one_warning_per_kind(tmp_path:
     assert load_dataset(path, skip_invalid=True, limit=2).hash == dataset_from_rows(ROWS[:2]).hash
 
 
-def test_skip_invalid_still_refuses_unreadable_files_and_all_invalid_files(tmp_path: Path) -> None:
+def test_skip_invalid_skips_malformed_json_lines_but_refuses_unreadable_files(
+    tmp_path: Path,
+) -> None:
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"instruction": "a", "output": "b"}\n{"instruction": \n')
     with pytest.raises(DataError, match="line 2"):
-        load_dataset(broken, skip_invalid=True)
+        load_dataset(broken)
+    kept = load_dataset(broken, skip_invalid=True)
+    assert [r.instruction for r in kept.records] == ["a"]
+    assert any("line 2" in w and "malformed JSON" in w and "skipped" in w for w in kept.warnings)
+    utf16 = tmp_path / "utf16.jsonl"
+    utf16.write_bytes('{"instruction": "a", "output": "b"}\n'.encode("utf-16"))
+    with pytest.raises(DataError, match="UTF-16"):
+        load_dataset(utf16, skip_invalid=True)
     empty = tmp_path / "empty_outputs.jsonl"
     empty.write_text('{"instruction": "a", "output": ""}\n' * 3)
     with pytest.raises(DataError, match=r"holds no records \(3 invalid records skipped\)"):

@@ -20,6 +20,11 @@ def test_demo_slice_loads_as_pool_with_preview_and_stats():
     at.number_input(key="data_demo_limit").set_value(6).run()
     at.number_input(key="data_demo_offset").set_value(10).run()
     at.button(key="data_load").click().run()
+    # A pool is loaded: replacing it takes an explicit tick, and nothing changes without one.
+    assert any("tick 'Replace the loaded pool'" in e for e in messages(at.error))
+    assert at.session_state["data"]["pool"]["rows"] == 60
+    at.checkbox(key="data_confirm_replace").check().run()
+    at.button(key="data_load").click().run()
     assert_clean(at)
     assert "Loaded 6 rows as the pool." in messages(at.success)
     pool = at.session_state["data"]["pool"]
@@ -34,6 +39,7 @@ def test_demo_slice_loads_as_pool_with_preview_and_stats():
     assert {"instruction", "input", "output", "family", "quality"} <= set(preview.columns)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Rows"] == "6" and metrics["Schema"] == "alpaca"
+    assert metrics["Exact duplicates"] == "0"
 
 
 def test_upload_as_targets_warns_about_overlap_and_can_be_removed():
@@ -70,6 +76,7 @@ def test_invalid_upload_shows_the_line_and_keeps_the_old_data():
     at.radio(key="data_source").set_value("upload").run()
     bad = b'{"instruction": "a", "output": "b"}\n{"instruction": "c"}\n'
     at.file_uploader(key="data_upload").set_value(("bad.jsonl", bad, "application/jsonl")).run()
+    at.checkbox(key="data_confirm_replace").check().run()
     at.button(key="data_load").click().run()
     assert not at.exception
     errors = messages(at.error)
@@ -83,6 +90,7 @@ def test_local_path_with_field_map_and_missing_file(tmp_path):
     at = page("1_Data.py").run()
     at.radio(key="data_source").set_value("path").run()
     at.text_input(key="data_path").set_value(str(tmp_path / "missing.jsonl")).run()
+    at.checkbox(key="data_confirm_replace").check().run()
     at.button(key="data_load").click().run()
     assert any("file not found" in e for e in messages(at.error))
 
@@ -108,6 +116,7 @@ def test_user_text_is_never_rendered_as_markdown(tmp_path):
     at = page("1_Data.py").run()
     at.radio(key="data_source").set_value("path").run()
     at.text_input(key="data_path").set_value(str(path)).run()
+    at.checkbox(key="data_confirm_replace").check().run()
     at.button(key="data_load").click().run()
     assert_clean(at)
     # The text reaches the page only through a dataframe cell, never through markdown.
@@ -121,7 +130,9 @@ def test_skip_invalid_records_loads_the_rest_and_lists_what_was_left_out():
     at.radio(key="data_source").set_value("upload").run()
     rows = b'{"instruction": "a", "output": "b"}\n{"instruction": "c", "output": ""}\n'
     rows += b'{"instruction": "d", "output": "e"}\n'
+    rows += b'{"instruction": "f", \n'  # malformed JSON: skipped too
     at.file_uploader(key="data_upload").set_value(("gaps.jsonl", rows, "application/jsonl")).run()
+    at.checkbox(key="data_confirm_replace").check().run()
     at.button(key="data_load").click().run()
     assert any("line 2" in e for e in messages(at.error))
     assert at.session_state["data"]["pool"] == before
@@ -132,6 +143,7 @@ def test_skip_invalid_records_loads_the_rest_and_lists_what_was_left_out():
     assert pool["rows"] == 2 and pool["spec"]["skip_invalid"] is True
     assert pool["label"] == "gaps.jsonl (skipping invalid)"
     assert any("line 2, field 'output'" in c.value and "skipped" in c.value for c in at.code)
+    assert any("line 4" in c.value and "malformed JSON" in c.value for c in at.code)
 
 
 def test_source_labels_say_when_rows_count_valid_records_only():
@@ -140,3 +152,29 @@ def test_source_labels_say_when_rows_count_valid_records_only():
     skipping = source_label({**spec, "skip_invalid": True})
     assert skipping == "p3.jsonl (valid rows 11-60, skipping invalid)"
     assert source_label({"kind": "path", "path": "/d/p3.jsonl"}) == "p3.jsonl"
+
+
+def test_field_names_are_offered_on_the_page_and_never_break_the_demo(tmp_path):
+    path = tmp_path / "qa.csv"
+    path.write_text("question,answer\nWhat is 2+2?,4\nCapital of France?,Paris\n")
+    at = page("1_Data.py").run()
+    at.radio(key="data_role").set_value("targets").run()
+    at.radio(key="data_source").set_value("path").run()
+    at.text_input(key="data_path").set_value(str(path)).run()
+    at.button(key="data_load").click().run()
+    error = messages(at.error)[0]
+    assert "'Field names' above" in error and "--field" not in error
+    assert at.expander[0].proto.expanded  # the form is open where the error points
+    at.text_input(key="data_field_instruction").set_value("question")
+    at.text_input(key="data_field_output").set_value("answer").run()
+    assert "2 set: instruction, output" in at.expander[0].label
+    at.button(key="data_load").click().run()
+    assert_clean(at)
+    assert at.session_state["data"]["targets"]["rows"] == 2
+    # The next demo load ignores the names set for the CSV.
+    at.radio(key="data_source").set_value("demo").run()
+    at.radio(key="data_role").set_value("existing").run()
+    at.number_input(key="data_demo_limit").set_value(5).run()
+    at.button(key="data_load").click().run()
+    assert_clean(at)
+    assert at.session_state["data"]["existing"]["spec"]["field_map"] is None

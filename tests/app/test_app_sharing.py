@@ -22,6 +22,7 @@ def _files(tmp_path):
 def _load_path(at, path: str):
     at.radio(key="data_source").set_value("path").run()
     at.text_input(key="data_path").set_value(path).run()
+    at.checkbox(key="data_confirm_replace").check().run()  # the demo pool is loaded at start
     at.button(key="data_load").click().run()
     return at
 
