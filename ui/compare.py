@@ -79,16 +79,3 @@ def delift_objective(
         u_private=utilities.private.matrix(metric) if utilities.private else None,
     )
     return objective_value(inputs, subset, method="delift", stage=stage, kernel=kernel)
-
-
-def evaluation_table(
-    entries: Sequence[tuple[str, dict[str, Any]]], names: set[str]
-) -> pd.DataFrame:
-    """Rows of stored evaluation results ({"selection": name, "metrics": {...}}) for `names`."""
-    rows = []
-    for key, meta in entries:
-        if meta.get("selection") not in names:
-            continue
-        metrics = meta.get("metrics") or {}
-        rows.append({"selection": meta["selection"], "result": key, **metrics})
-    return pd.DataFrame(rows)

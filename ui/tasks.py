@@ -1,4 +1,5 @@
-"""Background work of the app: scoring, speed calibration and maps, run by the JobManager.
+"""Background work of the app: scoring, speed calibration, maps and evaluation of saved
+selections, run by the JobManager.
 
 `submit_*` run in the script thread: they resolve the datasets (fast, may raise DataError for the
 page to show) and queue a job. `run_*` run in the worker thread and use only the library and
@@ -17,16 +18,17 @@ from delift_core.cache import UtilityCache
 from delift_core.config import ScoringConfig
 from delift_core.data import Dataset
 from delift_core.embeddings import embed_records
-from delift_core.errors import DeliftError
+from delift_core.errors import ConfigError, DeliftError
+from delift_core.finetune_types import FinetuneConfig
 from delift_core.jobs import JobContext, JobManager
 from delift_core.pipeline import list_stages, save_stage, score_stage, stage_key
 from delift_core.projection import project_2d
 from delift_core.utility import Progress, compute_utility
-from ui import estimates, registry
+from ui import estimates, evaluation, registry
 
 log = logging.getLogger(__name__)
 
-SCORE, MAP, CALIBRATE = "score", "map", "calibrate"
+SCORE, MAP, CALIBRATE, EVALUATE = "score", "map", "calibrate", "evaluate"
 ROLES = ("pool", "targets", "existing")
 PHASE_LABELS = {
     "pool": "scoring the pool",
@@ -266,3 +268,59 @@ def run_calibration(
     estimates.set_rate(model, rate, cache)
     ctx.report("finished", message=f"{rate:,.1f} passes per second")
     return rate
+
+
+# -- evaluation of saved selections ---------------------------------------------------------
+
+
+def evaluate_params(
+    selections: list[str],
+    held_out: dict[str, Any],
+    protocol: str,
+    seeds: int,
+    generate: int = 0,
+    model: str = "default",
+) -> dict[str, Any]:
+    """JSON job parameters of an evaluation (see ui.evaluation.prepare for held_out)."""
+    if protocol not in evaluation.PROTOCOL_LABELS:
+        raise ConfigError(f"unknown protocol {protocol!r}")
+    return {
+        "selections": list(selections), "held_out": dict(held_out), "protocol": protocol,
+        "seeds": list(range(int(seeds))), "generate": int(generate), "model": model,
+    }  # fmt: skip
+
+
+def submit_evaluation(manager: JobManager, cache: UtilityCache, params: dict[str, Any]) -> str:
+    """Queue an evaluation (resolves the selections and held-out data first)."""
+    if params["protocol"] == "icl" and len(params["seeds"]) < evaluation.MIN_ICL_SEEDS:
+        raise ConfigError(
+            f"the quick protocol needs at least {evaluation.MIN_ICL_SEEDS} Random seeds"
+        )
+    plan = evaluation.prepare(cache, params)
+    return manager.submit(EVALUATE, params, lambda ctx: run_evaluation(ctx, cache, params, plan))
+
+
+def run_evaluation(
+    ctx: JobContext, cache: UtilityCache, params: dict[str, Any], plan: evaluation.EvalPlan
+) -> dict[str, Any]:
+    """Worker: load the model, evaluate every set of the plan, store the summary in the cache.
+    Returns {"key": cache key of the result, "seconds": wall time}."""
+    ctx.report("loading the model", message=f"Loading model {params['model']}")
+    lm = registry.load_lm(params["model"])
+    ctx.raise_if_cancelled()
+    embedder = registry.load_embedder_handle()
+    finetune = FinetuneConfig() if params["protocol"] == "finetune" else None
+    started = time.perf_counter()
+    results = evaluation.evaluate_plan(
+        lm, embedder, plan, protocol=params["protocol"],
+        config=evaluation.eval_config(params.get("generate") or 0), finetune=finetune,
+        cache=cache, report=lambda phase, done, total, eta: ctx.report(phase, done, total, eta),
+        should_cancel=ctx.cancelled,
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    ctx.report("saving", message="Computing intervals and saving the results")
+    key = evaluation.store_result(
+        cache, params, plan, results, model_id=lm.model_id, finetune=finetune, seconds=seconds
+    )
+    ctx.report("finished", message=f"Evaluated {len(plan.arms)} sets in {seconds:.0f} s")
+    return {"key": key, "seconds": seconds}

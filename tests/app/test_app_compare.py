@@ -1,5 +1,5 @@
 """Compare page: sizes, Jaccard overlap, cluster and target coverage, shared map (one look per
-method)."""
+method). Evaluate has its own file, test_app_evaluate.py."""
 
 from __future__ import annotations
 
@@ -66,10 +66,11 @@ def test_overlap_clusters_targets_and_map():
     jaccard = frame(at, "a", "b")
     assert jaccard.loc["a", "b"] == round(1 / 4, 3) and jaccard.loc["a", "a"] == 1.0
     assert "compare_map" in chart_keys(at)
-    assert any("No evaluation results" in c for c in messages(at.caption))
+    assert any("No evaluation of these selections yet" in c for c in messages(at.caption))
+    assert at.button(key="eval_start").label == "Evaluate"
 
 
-def test_evaluation_results_are_listed_when_present():
+def test_evaluation_entries_not_written_by_evaluate_are_ignored():
     pool = demo_handle(6)
     key = score(pool)
     cache, _ = services()
@@ -81,8 +82,8 @@ def test_evaluation_results_are_listed_when_present():
     )
     at = with_data(page("4_Compare.py"), pool=pool).run()
     assert_clean(at)
-    table = frame(at, "selection", "rougeL")
-    assert list(table["selection"]) == ["a"] and table["rougeL"][0] == 0.41
+    assert not any("rougeL" in e.value.columns for e in at.dataframe)
+    assert any("No evaluation of these selections yet" in c for c in messages(at.caption))
 
 
 def _looks(at, methods: dict[str, str]) -> dict[str, tuple[str, str]]:
