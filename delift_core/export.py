@@ -89,6 +89,7 @@ def to_row(record: Any, fmt: str) -> dict[str, Any]:
     if fmt == "messages":
         user = record.instruction + (f"\n\n{record.input}" if record.input else "")
         return {
+            "id": record.id,  # metadata beside the chat; trainers read "messages" only
             "messages": [
                 {"role": "user", "content": user},
                 {"role": "assistant", "content": record.output},

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from delift_core.errors import DeliftError
+from delift_core.errors import DataError, DeliftError
 from delift_core.export import FORMATS, build_manifest, export_subset, jsonl_bytes, subset_rows
 from delift_core.paths import export_root, export_target
 from ui import layout, registry, state
@@ -35,6 +35,10 @@ last = st.session_state.get(state.LAST_SELECTION)
 name = st.selectbox(
     "Selection", names, index=names.index(last) if last in names else 0, key="export_name"
 )
+if name == last:
+    st.caption(f"'{layout.escape_md(name)}' is the selection you saved last in this session.")
+elif name == names[0] and last not in names:
+    st.caption(f"'{layout.escape_md(name)}' is the most recently saved selection.")
 c1, c2 = st.columns([2, 3])
 fmt = c1.radio(
     "Format",
@@ -51,6 +55,13 @@ annotate = c2.checkbox(
 try:
     indices, meta = registry.load_selection(cache, name)
     pool = registry.load_source(meta["pool"]["spec"], cache)
+    recorded = (meta.get("pool") or {}).get("hash")
+    if recorded and pool.hash != recorded:
+        raise DataError(
+            f"the pool of '{name}' has changed since it was selected: its content hash is now "
+            f"{pool.hash}, the selection recorded {recorded}. Exporting would write other rows; "
+            "load the data again, score and select anew"
+        )
     annotations = None
     if annotate:
         gains = meta.get("gains") or [None] * len(indices)

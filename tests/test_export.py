@@ -34,6 +34,7 @@ def test_alpaca_and_messages(records):
     (row,) = subset_rows(records, [1], "messages")
     assert row["messages"][0] == {"role": "user", "content": "Translate\n\n<b>chat</b>"}
     assert row["messages"][1] == {"role": "assistant", "content": "cat"}
+    assert row["id"] == records[1].id  # kept as metadata
     (plain,) = subset_rows(records, [0], "messages")
     assert plain["messages"][0]["content"] == "Say hi"
 

@@ -57,6 +57,7 @@ def test_preview_formats_and_annotations():
     at.radio(key="export_format").set_value("messages").run()
     first = json.loads(at.code[0].value.splitlines()[0])
     assert [m["role"] for m in first["messages"]] == ["user", "assistant"]
+    assert first["id"] == "demo-0005"
     at.checkbox(key="export_annotate").check().run()
     lines = [json.loads(line) for line in at.code[0].value.splitlines()]
     assert [row["_delift"]["rank"] for row in lines] == [1, 2, 3]
@@ -111,3 +112,23 @@ def test_file_names_cannot_leave_the_folder(tmp_path):
     assert not at.exception
     assert any("Nothing was written" in e for e in messages(at.error))
     assert not (tmp_path / "out" / "escape.jsonl").exists() and list(folder.iterdir()) == []
+
+
+def test_the_default_selection_is_named_and_a_changed_pool_stops_the_export():
+    pool, _ = _saved_selection("older")
+    cache, _ = services()
+    _, meta = registry.load_selection(cache, "older")
+    changed = {**meta, "pool": {**meta["pool"], "hash": "0" * 16}}
+    indices, _ = registry.load_selection(cache, "older")
+    registry.save_selection(cache, "stale", indices, np.zeros(len(indices)), changed)
+    at = with_data(page("5_Export.py"), pool=pool)
+    at.session_state["last_selection"] = "older"
+    at.run()
+    assert_clean(at)
+    assert at.selectbox(key="export_name").value == "older"
+    assert "'older' is the selection you saved last in this session." in messages(at.caption)
+    at.selectbox(key="export_name").set_value("stale").run()
+    errors = messages(at.error)
+    assert len(errors) == 1 and "has changed since it was selected" in errors[0]
+    assert "0" * 16 in errors[0] and meta["pool"]["hash"] in errors[0]
+    assert not at.get("download_button")  # nothing to download from the wrong rows
