@@ -630,7 +630,12 @@ default_name = f"{method}-{stage}-{size_name}"
 s1, s2 = st.columns([3, 1])
 name = s1.text_input("Selection name", key="select_name", placeholder=default_name).strip()
 name = name or default_name
-if s2.button("Save selection", type="primary", key="select_save"):
+taken = name in {saved for saved, _ in registry.list_selections(cache)}
+replace = taken and st.checkbox(f"Replace the saved selection '{name}'", key="select_replace_saved")
+if taken and not replace:
+    st.caption(f"A selection named '{layout.escape_md(name)}' exists: choose another name or "
+               "tick Replace.")  # fmt: skip
+if s2.button("Save selection", type="primary", key="select_save", disabled=taken and not replace):
     sel_meta = {
         "name": name,
         "stage_key": key,

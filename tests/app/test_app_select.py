@@ -93,6 +93,14 @@ def test_budget_method_map_inspect_and_save():
     indices, meta = registry.load_selection(cache, "half")
     np.testing.assert_array_equal(indices, expected.order[:3])
     assert meta["method"] == "delift" and meta["count"] == 3 and meta["stage_key"] == key
+    # Saving under a taken name needs an explicit tick; nothing is replaced before it.
+    at.slider(key="select_budget").set_value(0.3).run()
+    assert at.button(key="select_save").disabled
+    assert registry.load_selection(cache, "half")[1]["count"] == 3
+    at.checkbox(key="select_replace_saved").check().run()
+    at.button(key="select_save").click().run()
+    assert registry.load_selection(cache, "half")[1]["count"] == 2
+    at.slider(key="select_budget").set_value(0.5).run()
 
     # Random maximises nothing: its subset is scored once with DELIFT's objective of the stage.
     at.selectbox(key="select_method").set_value("random").run()
