@@ -100,6 +100,10 @@ def _load_demo(page: Any, offset: int, rows: int) -> None:
     _go(page, "Data")
     _set_number(page, "Skip the first rows", offset)
     _set_number(page, "Rows to load (0 = all)", rows)
+    replace = page.get_by_text(re.compile("^Replace the loaded pool"))
+    if replace.count():  # a pool is loaded (the demo slice at start): replacing it is explicit
+        replace.click()
+        _settle(page)
     page.get_by_role("button", name="Load data").click()
     expect(page.get_by_text(f"Loaded {rows} rows as the pool.")).to_be_visible()
     label = f"pool: demo set (rows {offset + 1}-{offset + rows}) · {rows} rows"
