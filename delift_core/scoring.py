@@ -2,7 +2,9 @@
 
 A row is `context + [EOS] + response + [EOS]`; its score uses the probabilities of the response
 tokens and the closing EOS only. Hidden states are projected to the vocabulary only at those
-positions, and rows sharing a prefix attend to one KV cache of it, run once.
+positions. Rows that share a prefix attend to its KV cache, run once; several prefixes run as
+one right-padded batch (`encode_prefixes`), and one forward call can score rows that continue
+different prefixes of that batch (`score_rows_after_prefixes`).
 """
 
 from __future__ import annotations
@@ -21,11 +23,20 @@ _PROJECTION_CHUNK = 1024
 
 
 @dataclass(frozen=True)
-class Prefix:
-    """Key/value states of a shared prefix, batch size 1. length: its number of tokens."""
+class PrefixBlock:
+    """Key/value states of several prefixes run as one right-padded batch.
 
-    length: int
+    lengths[b]: real tokens of prefix b; layers: per decoder layer (keys, values), each
+    (prefixes, kv_heads, width, head_dim) with width = max(lengths). The slots of prefix b from
+    lengths[b] on hold padding, which rows continuing prefix b must not attend to.
+    """
+
+    lengths: list[int]
     layers: list[tuple[torch.Tensor, torch.Tensor]]
+
+    @property
+    def width(self) -> int:
+        return max(self.lengths)
 
 
 @dataclass(frozen=True)
@@ -36,17 +47,29 @@ class RowScores:
     logp: np.ndarray
 
 
-def encode_prefix(lm: LanguageModel, ids: Sequence[int]) -> Prefix:
-    """Run the prefix once and keep its KV cache."""
-    tokens = torch.tensor([list(ids)], dtype=torch.long, device=lm.device)
+def encode_prefixes(lm: LanguageModel, prefixes: Sequence[Sequence[int]]) -> PrefixBlock:
+    """Run the prefixes in one forward call and keep their KV cache.
+
+    Right padding needs no attention mask: with causal attention no real token sees a padding
+    token after it, so every real slot holds what the prefix alone would give.
+    """
+    ids = _right_padded(lm, prefixes)
     with torch.inference_mode():
-        out = _decoder(lm)(input_ids=tokens, use_cache=True)
+        out = _decoder(lm)(input_ids=ids, use_cache=True)
     layers = [(layer.keys, layer.values) for layer in out.cache.layers]
-    return Prefix(len(ids), layers)
+    return PrefixBlock([len(p) for p in prefixes], layers)
 
 
 def _decoder(lm: LanguageModel) -> Any:
     return lm.model.get_decoder() if hasattr(lm.model, "get_decoder") else lm.model.base_model
+
+
+def _right_padded(lm: LanguageModel, rows: Sequence[Sequence[int]]) -> torch.Tensor:
+    """(rows, max length) token ids on the model's device, padded on the right with EOS."""
+    ids = torch.full((len(rows), max(len(r) for r in rows)), lm.eos_id, dtype=torch.long)
+    for b, row in enumerate(rows):
+        ids[b, : len(row)] = torch.tensor(list(row), dtype=torch.long)
+    return ids.to(lm.device)
 
 
 def _project(lm: LanguageModel, hidden: torch.Tensor) -> torch.Tensor:
@@ -59,55 +82,100 @@ def _project(lm: LanguageModel, hidden: torch.Tensor) -> torch.Tensor:
 
 
 def score_rows(
+    lm: LanguageModel, rows: Sequence[Sequence[int]], context_lengths: Sequence[int]
+) -> RowScores:
+    """Score a batch of whole rows.
+
+    rows[b] = context_b + [EOS] + response_b + [EOS] (token ids); context_lengths[b] =
+    len(context_b). Rows are right-padded, so with causal attention no real token ever sees
+    padding and no attention mask is needed.
+    """
+    with torch.inference_mode():
+        hidden = _decoder(lm)(input_ids=_right_padded(lm, rows), use_cache=False)
+        return _score_hidden(lm, hidden.last_hidden_state, rows, context_lengths)
+
+
+def score_rows_after_prefixes(
     lm: LanguageModel,
+    block: PrefixBlock,
+    owners: Sequence[int],
     rows: Sequence[Sequence[int]],
     context_lengths: Sequence[int],
-    prefix: Prefix | None = None,
 ) -> RowScores:
-    """Score a batch of rows after an optional shared prefix.
+    """Score rows that each continue one prefix of `block`: row b continues prefix owners[b].
 
-    rows[b] = context_b + [EOS] + response_b + [EOS] (token ids, prefix excluded);
-    context_lengths[b] = len(context_b). Rows are right-padded, so with causal attention no real
-    token ever sees padding and no attention mask is needed.
+    rows and context_lengths as for `score_rows`, without the prefix. Each row gets its own copy
+    of its prefix's keys and values, cut to the longest prefix in the batch. Where prefix
+    lengths differ, a 2-D attention mask hides the padding slots of the shorter ones and the
+    row's tokens take positions lengths[owner] onwards, as they would after the prefix alone.
     """
-    batch = len(rows)
-    width = max(len(r) for r in rows)
-    ids = torch.full((batch, width), lm.eos_id, dtype=torch.long)
+    from transformers import DynamicCache
+
+    lengths = torch.tensor([block.lengths[o] for o in owners], dtype=torch.long)
+    width = int(lengths.max())
+    ids = _right_padded(lm, rows)
+    batch, row_width = ids.shape
+    layers = [_prefix_rows(k, v, owners, width) for k, v in block.layers]
+    kwargs: dict[str, Any] = {
+        "input_ids": ids,
+        "use_cache": True,
+        "cache": DynamicCache(layers, config=lm.model.config),
+    }
+    if int(lengths.min()) < width:
+        slots = torch.arange(width + row_width)
+        keep = (slots[None, :] < lengths[:, None]) | (slots[None, :] >= width)
+        kwargs["attention_mask"] = keep.to(dtype=torch.long, device=lm.device)
+        positions = lengths[:, None] + torch.arange(row_width)[None, :]
+        kwargs["position_ids"] = positions.to(lm.device)
+    with torch.inference_mode():
+        hidden = _decoder(lm)(**kwargs).last_hidden_state
+        return _score_hidden(lm, hidden, rows, context_lengths)
+
+
+def _prefix_rows(
+    keys: torch.Tensor, values: torch.Tensor, owners: Sequence[int], width: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keys and values of prefixes `owners`, one row each, cut to `width` slots."""
+    keys, values = keys[:, :, :width], values[:, :, :width]
+    if len(set(owners)) == 1:  # one prefix: a view, no copy
+        o = owners[0]
+        shape = (len(owners), -1, -1, -1)
+        return keys[o : o + 1].expand(shape), values[o : o + 1].expand(shape)
+    index = torch.tensor(list(owners), dtype=torch.long, device=keys.device)
+    return keys.index_select(0, index), values.index_select(0, index)
+
+
+def _score_hidden(
+    lm: LanguageModel,
+    hidden: torch.Tensor,
+    rows: Sequence[Sequence[int]],
+    context_lengths: Sequence[int],
+) -> RowScores:
+    """Scores of `rows` from their last hidden states (rows, width, hidden)."""
     row_index, positions, golds = [], [], []
     for b, (row, n_ctx) in enumerate(zip(rows, context_lengths, strict=True)):
-        ids[b, : len(row)] = torch.tensor(row, dtype=torch.long)
         # The hidden state at position t predicts token t + 1: from the separator EOS on.
         scored = range(n_ctx, len(row) - 1)
         row_index.extend([b] * len(scored))
         positions.extend(scored)
         golds.extend(row[t + 1] for t in scored)
-    ids = ids.to(lm.device)
-    kwargs: dict[str, Any] = {"input_ids": ids, "use_cache": prefix is not None}
-    if prefix is not None:
-        from transformers import DynamicCache
-
-        expanded = [
-            (k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in prefix.layers
-        ]
-        kwargs["cache"] = DynamicCache(expanded, config=lm.model.config)
-    with torch.inference_mode():
-        hidden = _decoder(lm)(**kwargs).last_hidden_state
-        row_t = torch.tensor(row_index, device=lm.device)
-        pos_t = torch.tensor(positions, device=lm.device)
-        gold_t = torch.tensor(golds, device=lm.device)
-        gold_logp = torch.empty(len(golds), dtype=torch.float32, device=lm.device)
-        for start in range(0, len(golds), _PROJECTION_CHUNK):
-            sl = slice(start, start + _PROJECTION_CHUNK)
-            logits = _project(lm, hidden[row_t[sl], pos_t[sl]])
-            logp = torch.log_softmax(logits, dim=-1)
-            gold_logp[sl] = logp.gather(1, gold_t[sl, None]).squeeze(1)
-        sq = (1.0 - gold_logp.exp()) ** 2
-        counts = torch.zeros(batch, dtype=torch.float64, device=lm.device)
-        counts.index_add_(0, row_t, torch.ones_like(sq, dtype=torch.float64))
-        sq_sum = torch.zeros(batch, dtype=torch.float64, device=lm.device)
-        sq_sum.index_add_(0, row_t, sq.double())
-        logp_sum = torch.zeros(batch, dtype=torch.float64, device=lm.device)
-        logp_sum.index_add_(0, row_t, gold_logp.double())
+    row_t = torch.tensor(row_index, device=lm.device)
+    pos_t = torch.tensor(positions, device=lm.device)
+    gold_t = torch.tensor(golds, device=lm.device)
+    gold_logp = torch.empty(len(golds), dtype=torch.float32, device=lm.device)
+    for start in range(0, len(golds), _PROJECTION_CHUNK):
+        sl = slice(start, start + _PROJECTION_CHUNK)
+        logits = _project(lm, hidden[row_t[sl], pos_t[sl]])
+        logp = torch.log_softmax(logits, dim=-1)
+        gold_logp[sl] = logp.gather(1, gold_t[sl, None]).squeeze(1)
+    batch = len(rows)
+    sq = (1.0 - gold_logp.exp()) ** 2
+    counts = torch.zeros(batch, dtype=torch.float64, device=lm.device)
+    counts.index_add_(0, row_t, torch.ones_like(sq, dtype=torch.float64))
+    sq_sum = torch.zeros(batch, dtype=torch.float64, device=lm.device)
+    sq_sum.index_add_(0, row_t, sq.double())
+    logp_sum = torch.zeros(batch, dtype=torch.float64, device=lm.device)
+    logp_sum.index_add_(0, row_t, gold_logp.double())
     rms = torch.sqrt(sq_sum / counts)
     return RowScores(rms.cpu().numpy(), logp_sum.cpu().numpy())
 

@@ -1,10 +1,11 @@
 """The utility engine: U[i, j] = d(i | no example) - d(i | example j) (docs/design.md §2).
 
 Rows are targets i, columns are examples j. Exact mode scores every pair; sparse mode only the
-candidate pairs given (each target's nearest examples). Per example, the prefix
-`template head + example j` runs once and its KV cache serves all targets in length-bucketed
-batches; the vocabulary projection runs only at scored positions (scoring.py). Scores are read
-from and written to the cache as they are computed, so interrupted work resumes.
+candidate pairs given (each target's nearest examples). Each prefix `template head + example j`
+runs once, in a padded batch with other examples' prefixes, and its KV cache serves all its
+targets in length-bucketed batches that mix examples (batching.py); the vocabulary projection
+runs only at scored positions (scoring.py). Scores are read from and written to the cache as
+they are computed, so interrupted work resumes.
 """
 
 from __future__ import annotations
@@ -13,17 +14,16 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import scipy.sparse as sp
 
+from delift_core.batching import score_missing
 from delift_core.cache import UtilityCache, scope_key
 from delift_core.config import ScoringConfig
 from delift_core.errors import CancelledError, ConfigError
 from delift_core.models import LanguageModel
-from delift_core.prompts import PromptPlan, TextPair, plan_prompts, with_example_text
-from delift_core.scoring import encode_prefix, plan_batches, score_rows
+from delift_core.prompts import TextPair, plan_prompts
 
 log = logging.getLogger(__name__)
 
@@ -232,18 +232,6 @@ def assemble_result(
     )
 
 
-class ScoreSink(Protocol):
-    """Where scored rows go: indices (k,) with rms (k,) and logp (k,)."""
-
-    def check_cancel(self) -> None: ...
-
-    def add_baselines(self, targets: np.ndarray, rms: np.ndarray, logp: np.ndarray) -> None: ...
-
-    def add_pairs(self, pairs: np.ndarray, rms: np.ndarray, logp: np.ndarray) -> None: ...
-
-    def flush(self) -> None: ...
-
-
 class StoreSink:
     """Writes scored rows into `work`, the cache (pairs buffered, flushed at least every
     flush_seconds) and the tracker."""
@@ -335,100 +323,3 @@ def compute_utility(
     return assemble_result(
         work, len(missing_pairs), len(missing_base), time.perf_counter() - started
     )
-
-
-def score_missing(
-    lm: LanguageModel,
-    plan: PromptPlan,
-    config: ScoringConfig,
-    targets: Sequence[TextPair],
-    examples: Sequence[TextPair],
-    pair_t: np.ndarray,
-    pair_e: np.ndarray,
-    base_todo: np.ndarray,
-    pair_todo: np.ndarray,
-    sink: ScoreSink,
-) -> None:
-    """Score the baselines of targets `base_todo` and the pairs `pair_todo` (indices into
-    pair_t/pair_e, ascending), handing every batch to `sink`; the sink is flushed at the end."""
-    try:
-        _score_baselines(lm, plan, config, base_todo, sink)
-        _score_pairs(lm, plan, config, targets, examples, pair_t, pair_e, pair_todo, sink)
-    finally:
-        sink.flush()
-
-
-def _score_baselines(
-    lm: LanguageModel,
-    plan: PromptPlan,
-    config: ScoringConfig,
-    todo: np.ndarray,
-    sink: ScoreSink,
-) -> None:
-    eos = lm.eos_id
-    rows = [plan.baselines[i] + [eos] + plan.responses[i] + [eos] for i in todo]
-    for batch in plan_batches([len(r) for r in rows], config.batch_size, config.max_batch_tokens):
-        sink.check_cancel()
-        idx = todo[batch]
-        scores = score_rows(lm, [rows[b] for b in batch], [len(plan.baselines[i]) for i in idx])
-        sink.add_baselines(idx, scores.rms, scores.logp)
-
-
-def _score_pairs(
-    lm: LanguageModel,
-    plan: PromptPlan,
-    config: ScoringConfig,
-    targets: Sequence[TextPair],
-    examples: Sequence[TextPair],
-    pair_t: np.ndarray,
-    pair_e: np.ndarray,
-    todo: np.ndarray,
-    sink: ScoreSink,
-) -> None:
-    eos = lm.eos_id
-
-    def run(batch_pairs: np.ndarray, rows: list[list[int]], ctx: list[int], prefix=None) -> None:
-        scores = score_rows(lm, rows, ctx, prefix)
-        sink.add_pairs(batch_pairs, scores.rms, scores.logp)
-
-    joined: list[int] = []
-    by_example = np.split(todo, np.flatnonzero(np.diff(pair_e[todo])) + 1) if len(todo) else []
-    for group in by_example:
-        j = int(pair_e[group[0]])
-        clean = [p for p in group if int(pair_t[p]) not in plan.joined_targets]
-        joined.extend(p for p in group if int(pair_t[p]) in plan.joined_targets)
-        if j in plan.joined_examples:
-            joined.extend(clean)
-            continue
-        if not clean:
-            continue
-        sink.check_cancel()
-        prefix = encode_prefix(lm, plan.prefixes[j])
-        suffixes = [plan.queries[i] + [eos] + plan.responses[i] + [eos] for i in pair_t[clean]]
-        batches = plan_batches(
-            [len(s) for s in suffixes],
-            config.batch_size,
-            config.max_batch_tokens,
-            prefix.length,
-        )
-        for batch in batches:
-            sink.check_cancel()
-            run(
-                np.asarray(clean)[batch],
-                [suffixes[b] for b in batch],
-                [len(plan.queries[pair_t[clean[b]]]) for b in batch],
-                prefix,
-            )
-    # Pairs whose text does not split at the template boundary: whole-string tokens.
-    if joined:
-        rows, ctx = [], []
-        for p in joined:
-            i, j = int(pair_t[p]), int(pair_e[p])
-            head = lm.encode(with_example_text(config.template, targets[i], examples[j]))
-            rows.append(head + [eos] + plan.responses[i] + [eos])
-            ctx.append(len(head))
-        for batch in plan_batches(
-            [len(r) for r in rows], config.batch_size, config.max_batch_tokens
-        ):
-            sink.check_cancel()
-            run(np.asarray(joined)[batch], [rows[b] for b in batch], [ctx[b] for b in batch])

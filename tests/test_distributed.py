@@ -15,11 +15,11 @@ from delift_core.errors import CancelledError  # noqa: E402
 from delift_core.utility import compute_utility, pair_lists, plan_work  # noqa: E402
 
 TOL = 1e-6
-# U_logprob is a difference of two float32 sums of log p over the answer's tokens (each around
-# -10). When a rerun shard groups rows into other batches, padding changes the matrix shapes and
-# rounding moves a sum by a few 1e-6 (seen: 2.9e-6 on one target), around 3e-7 of the
-# operands but more than 1e-6 of a small difference; RMS values stay within 1e-6.
-LOGPROB_ATOL = 1e-5
+# U_logprob is a difference of two float32 sums of log p over the answer's tokens (each -50 to
+# -250 on this model, whose logits are around 100). A shard holds fewer examples than the whole
+# run, so its prefixes and rows are batched with others: other matrix shapes, other rounding,
+# which moves a sum by up to about 1e-7 of its size (seen: 1.3e-5); RMS values stay within 1e-6.
+LOGPROB_ATOL = 5e-5
 
 
 @pytest.fixture(scope="module")

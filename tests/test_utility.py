@@ -11,7 +11,8 @@ from delift_core.errors import CancelledError, ConfigError
 from delift_core.reference import reference_utility
 from delift_core.utility import compute_utility, pair_lists
 
-TOL = 1e-4
+# RMS utilities agree with the reference to ~1e-7 in fp32 on this model.
+TOL = 3e-6
 
 
 def test_exact_square_matches_reference(tiny_lm, samples):
