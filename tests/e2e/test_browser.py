@@ -110,6 +110,22 @@ def _load_demo(page: Any, offset: int, rows: int) -> None:
     expect(page.get_by_test_id("stSidebar").get_by_text(label)).to_be_visible()
 
 
+def _choose_mode(page: Any, mode: str) -> None:
+    """Pick a scoring mode and wait until the page has it: a rerun started by a job finishing
+    (the speed measurement) can swallow a click, so it is repeated until it holds."""
+    field = page.get_by_label("Candidates per row (k)", exact=True)
+    for _ in range(5):
+        page.get_by_test_id("stRadio").filter(has_text="Mode").get_by_text(mode).click()
+        _settle(page)
+        with contextlib.suppress(AssertionError):
+            check = (
+                expect(field).to_be_enabled if mode == "sparse" else expect(field).to_be_disabled
+            )
+            check(timeout=10_000)
+            return
+    raise AssertionError(f"the Score page did not switch to {mode} mode")
+
+
 def _set_budget(page: Any, fraction: float) -> None:
     """Move the budget slider to `fraction`: End/Home for the ends, else a click on the track
     and single arrow steps, each given time to reach the server (quick repeats get lost)."""
@@ -189,7 +205,7 @@ def score_sparse(a: Any, app_url: str) -> None:
     _shot(a, "data")
 
     _go(a, "Score")
-    a.get_by_test_id("stRadio").filter(has_text="Mode").get_by_text("sparse").click()
+    _choose_mode(a, "sparse")
     _set_number(a, "Candidates per row (k)", SPARSE_K)
     # baselines + each answer without its prompt (quality) + k candidates and itself
     passes = 2 * POOL_ROWS + POOL_ROWS * (SPARSE_K + 1)
@@ -256,7 +272,7 @@ def start_long_job(a: Any) -> str:
     """Session A: score other rows in exact mode (far too long to finish); returns its id."""
     _load_demo(a, POOL_ROWS, SECOND_POOL_ROWS)
     _go(a, "Score")
-    a.get_by_test_id("stRadio").filter(has_text="Mode").get_by_text("exact").click()
+    _choose_mode(a, "exact")
     _set_number(a, "Batch size", 8)  # small batches stop sooner
     a.get_by_role("button", name="Start scoring").click()
     job = _new_job_id(a)
@@ -388,7 +404,7 @@ def test_a_run_interrupted_by_a_server_restart_resumes(browser, server, tmp_path
             page.goto(url)
             _load_demo(page, 0, RESTART_POOL_ROWS)
             _go(page, "Score")
-            page.get_by_test_id("stRadio").filter(has_text="Mode").get_by_text("exact").click()
+            _choose_mode(page, "exact")
             _set_number(page, "Batch size", 8)
             page.get_by_role("button", name="Start scoring").click()
             progress = page.get_by_test_id("stProgress").filter(has_text="scoring the pool")
