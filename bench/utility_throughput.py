@@ -250,9 +250,15 @@ def compare_case(lm, engines: dict, records, config, candidates, repeats: int) -
     """Interleaved runs of each engine on one case; per engine its runs, plus the largest
     difference between the engines' U_rms and U_logprob."""
     runs: dict[str, list[dict]] = {name: [] for name in engines}
-    for _ in range(repeats):
+    for repeat in range(repeats):
         for name, compute in engines.items():
-            runs[name].append(timed_run(lm, compute, records, config, candidates))
+            run = timed_run(lm, compute, records, config, candidates)
+            runs[name].append(run)
+            print(
+                f"run {repeat + 1}/{repeats} {name}: {run['calls']} calls, {run['wall']:.1f} s"
+                f" wall, {run['cpu']:.1f} s CPU, load {run['load']:.1f}",
+                flush=True,
+            )
     (a, *_), (b, *_) = runs.values()
     diff = {
         metric: float(

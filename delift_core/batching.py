@@ -33,9 +33,12 @@ from delift_core.scoring import encode_prefixes, plan_batches, score_rows, score
 
 # Fixed cost of one forward call, in tokens: (time of a call - time of its tokens) / time of one
 # token, for the embedded SmolLM2-135M (`bench/utility_throughput.py --call-cost` measures it).
-# The CPU figure is for 2 cores in fp32; the GPU figures are an estimate (about 10 ms per eager
-# call of a 30-layer model against a few microseconds per token), not measured.
-CALL_COST_TOKENS: dict[str, float] = {"cpu": 30.0, "cuda": 3000.0, "mps": 1000.0}
+# CPU, 2 cores, fp32: 35 ms per call + 1.0 ms per token on a quiet machine (35 tokens); about
+# 145 tokens while other jobs loaded the cores. With the default batch limits the rule below
+# makes the same choices for any value in that range (prefixes of 5 tokens or more). The GPU
+# figures are an estimate (about
+# 10 ms per eager call of a 30-layer model against a few microseconds per token), not measured.
+CALL_COST_TOKENS: dict[str, float] = {"cpu": 35.0, "cuda": 3000.0, "mps": 1000.0}
 # Full-row pairs are planned this many at a time, so that whole-string rows of a large run
 # are never all held at once.
 _FULL_ROW_CHUNK = 4096
