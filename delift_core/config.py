@@ -102,6 +102,21 @@ class ScoringConfig:
         return asdict(self)
 
 
+def parse_budget(text: str) -> float | int:
+    """A budget as written by a user: '120' (digits only) is a count of samples, anything else
+    a fraction of the pool ('0.3'). Only the syntax is checked here; SelectionConfig checks the
+    range. ConfigError when the text is neither."""
+    stripped = text.strip()
+    if stripped.isascii() and stripped.isdigit():
+        return int(stripped)
+    try:
+        return float(stripped)
+    except ValueError:
+        raise ConfigError(
+            f"budget must be a fraction like 0.3 or a count like 120; got {text!r}"
+        ) from None
+
+
 @dataclass(frozen=True)
 class SelectionConfig:
     """What to select.
@@ -152,3 +167,34 @@ class SelectionConfig:
         if count > n:
             raise ConfigError(f"budget {count} is larger than the pool ({n} samples)")
         return count
+
+
+@dataclass(frozen=True)
+class SelectionSize:
+    """How many samples a selection keeps (selection_size). count: the samples to select;
+    budget: what the budget allows, at most the samples not excluded; capped: the budget asked
+    for more samples than are not excluded. count > budget when more samples are pinned than
+    the budget allows: pins are kept all the same."""
+
+    count: int
+    budget: int
+    capped: bool
+
+    @property
+    def raised_to_pins(self) -> bool:
+        return self.count > self.budget
+
+
+def selection_size(
+    budget: float | int, pool_size: int, *, available: int, pinned: int, method: str
+) -> SelectionSize:
+    """The samples to select from a pool of `pool_size`, of which `available` are not excluded
+    and `pinned` must be kept: the budget's count (SelectionConfig.budget_count), at most the
+    `available` samples, at least the pinned ones. Method "full" keeps every available sample.
+    The caller decides whether a cap or a raise is a note or an error: it is reported, never
+    raised here (a budget larger than the pool is a ConfigError, as in budget_count)."""
+    if method == "full":
+        return SelectionSize(available, available, False)
+    wanted = SelectionConfig(budget=budget).budget_count(pool_size)
+    allowed = min(available, wanted)
+    return SelectionSize(max(allowed, pinned), allowed, wanted > available)

@@ -20,10 +20,15 @@ Rules, the same for every format:
     in maths sets). Booleans, lists, objects, and null in a required field are errors.
   - NaN, Infinity and integers outside the signed 64-bit range are refused anywhere in a record:
     JSON does not allow the first two, and the JSONL export must stay valid JSON.
-  - A text field holds at most MAX_FIELD_CHARS characters; a file at most MAX_FILE_BYTES.
+  - A text field holds at most MAX_FIELD_CHARS characters; a file at most MAX_FILE_BYTES. A
+    Parquet file or Hugging Face folder may also decode to at most MAX_DECODED_BYTES in memory:
+    checked from the Parquet footer before any row is read, then batch by batch while reading,
+    so that a small, highly compressed file cannot fill the memory.
   - CRLF line ends are accepted; JSON and JSONL files get a warning, CSV files (where CRLF is the
     standard row end) do not. Line breaks inside CSV cells are kept as they are.
   - Blank lines in JSONL and CSV rows whose cells are all blank are skipped with a warning.
+  - A key repeated in one JSON object, or a column name repeated in a CSV or Parquet file, is an
+    error: one of the values would be lost without a word.
 Every error is a DataError naming the file, and the line (JSONL/CSV: the line in an editor;
 JSON array, Parquet, HF: the record's index + 1) and field where known. Warnings are returned in
 `Dataset.warnings`, one per kind, saying where it first happened and how often.
@@ -44,16 +49,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from delift_core.columnar import find_arrow_files, read_arrow_rows, read_parquet_rows
 from delift_core.errors import ConfigError, DataError
-from delift_core.readers import (
-    SUPPORTED_FORMATS,
-    Unparsed,
-    detect_format,
-    find_arrow_files,
-    read_arrow_rows,
-    read_parquet_rows,
-    read_text_rows,
-)
+from delift_core.readers import SUPPORTED_FORMATS, Unparsed, detect_format, read_text_rows
 from delift_core.schemas import (
     CANONICAL_FIELDS,
     MAX_FIELD_CHARS,
@@ -66,6 +64,7 @@ from delift_core.schemas import (
 
 __all__ = [
     "CANONICAL_FIELDS",
+    "MAX_DECODED_BYTES",
     "MAX_FIELD_CHARS",
     "MAX_FILE_BYTES",
     "SUPPORTED_FORMATS",
@@ -82,6 +81,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MAX_FILE_BYTES = 2 * 1024**3
+# Decoded columns of a Parquet file or HF folder (Arrow bytes: text plus offsets, 8 bytes per
+# number): as much as a text file may hold, however small the file is on disk.
+MAX_DECODED_BYTES = MAX_FILE_BYTES
 
 
 @dataclass(frozen=True)
@@ -176,14 +178,15 @@ def load_dataset(
     if target.is_dir():
         files = find_arrow_files(target, label)
         _check_size(sum(f.stat().st_size for f in files), label)
-        rows = read_arrow_rows(files)
+        rows = read_arrow_rows(files, label, max_bytes=MAX_DECODED_BYTES)
         return _build(label, "hf", rows, names, limit, notes, skip_invalid)
     fmt = detect_format(target.name, label)
     if not target.is_file():
         raise DataError("is not a regular file", path=label)
-    _check_size(target.stat().st_size, label)
+    size = target.stat().st_size
+    _check_size(size, label)
     if fmt == "parquet":
-        rows = read_parquet_rows(str(target), label)
+        rows = read_parquet_rows(str(target), label, max_bytes=MAX_DECODED_BYTES, file_bytes=size)
         return _build(label, fmt, rows, names, limit, notes, skip_invalid)
     try:
         data = target.read_bytes()
@@ -211,7 +214,9 @@ def load_bytes(
     _check_size(len(data), label)
     notes = Notes(label)
     if fmt == "parquet":
-        rows = read_parquet_rows(io.BytesIO(data), label)
+        rows = read_parquet_rows(
+            io.BytesIO(data), label, max_bytes=MAX_DECODED_BYTES, file_bytes=len(data)
+        )
     else:
         rows = read_text_rows(data, fmt, label, notes)
     return _build(label, fmt, rows, names, limit, notes, skip_invalid)

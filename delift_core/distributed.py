@@ -1,11 +1,11 @@
 """Utility scoring on a Ray cluster (docs/design.md §3, "beyond one machine").
 
 The driver plans a run exactly as `compute_utility` does (same pairs, same cache scope), reads
-the rows the cache already holds and splits the missing work into shards: blocks of whole
-examples (so each example's prefix still runs once) and blocks of baselines. A pool of Ray actors,
-each holding the model loaded once, scores shards and returns their rows; the driver writes every
-finished shard to the DuckDB cache at once, so a lost worker or an interrupted run loses at most
-the shards in flight. Workers never open the cache.
+the rows the cache already holds and splits the missing work into shards (shards.py): blocks
+of whole examples (so each example's prefix still runs once) and blocks of baselines. A pool of
+Ray actors, each holding the model loaded once, scores shards and returns their rows; the
+driver writes every finished shard to the DuckDB cache at once, so a lost worker or an
+interrupted run loses at most the shards in flight. Workers never open the cache.
 
     with RayScorer(ModelSpec("default", "cpu"), workers=2) as scorer:
         result = scorer.compute(lm, targets, examples, config, cache=cache)
@@ -22,18 +22,25 @@ import math
 import os
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
 
 from delift_core.cache import UtilityCache
 from delift_core.config import ScoringConfig
 from delift_core.errors import CancelledError, DeliftError, ModelError, ResourceError
 from delift_core.models import DEFAULT_LM, LanguageModel, load_causal_lm
-from delift_core.prompts import PromptPlan, TextPair, plan_prompts
+from delift_core.prompts import TextPair, plan_prompts
+from delift_core.shards import (
+    ScoringJob,
+    Shard,
+    ShardScores,
+    plan_shards,
+    score_shard,
+    scoring_job,
+    store_shard,
+)
 from delift_core.utility import (
     CancelFn,
     ProgressFn,
@@ -43,7 +50,6 @@ from delift_core.utility import (
     assemble_result,
     load_cached,
     plan_work,
-    score_missing,
 )
 
 # Ray would otherwise try to report usage over the network; the library stays offline.
@@ -61,149 +67,32 @@ _MAX_ROWS_PER_SHARD = 4096
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What each worker loads (picklable; the model itself never travels).
-
-    name and device as for `load_causal_lm`; tiny_seed set means the tiny random test model
-    of `delift_core.testing.build_tiny_lm(tiny_seed)` instead.
-    """
+    """The model workers load by default (picklable; the model itself never travels): name
+    and device as for `load_causal_lm`. device also decides whether workers take GPUs."""
 
     name: str = DEFAULT_LM
     device: str = "auto"
-    tiny_seed: int | None = None
+
+    def load(self) -> LanguageModel:
+        """The model the spec names, loaded once per process."""
+        return load_causal_lm(self.name, self.device)
 
 
-def load_spec(spec: ModelSpec) -> LanguageModel:
-    """The model a spec names, loaded once per process."""
-    if spec.tiny_seed is not None:
-        from delift_core.testing import build_tiny_lm
-
-        return build_tiny_lm(spec.tiny_seed)
-    return load_causal_lm(spec.name, spec.device)
-
-
-@dataclass(frozen=True)
-class Shard:
-    """One task: baselines (k,) target indices and pairs (m,) pair indices, both ascending."""
-
-    baselines: np.ndarray
-    pairs: np.ndarray
-
-    @property
-    def rows(self) -> int:
-        return len(self.baselines) + len(self.pairs)
-
-
-@dataclass(frozen=True)
-class ShardScores:
-    """A finished shard: target indices (k,) with their baseline rms and logp (k,), and pair
-    indices (m,) with their with-example rms and logp (m,); float64 scores."""
-
-    baselines: np.ndarray
-    base_rms: np.ndarray
-    base_logp: np.ndarray
-    pairs: np.ndarray
-    pair_rms: np.ndarray
-    pair_logp: np.ndarray
-
-
-@dataclass(frozen=True)
-class _Text:
-    """A record reduced to what scoring reads (records of any class pickle as this)."""
-
-    prompt: str
-    response: str
-    hash: str
-
-
-@dataclass(frozen=True)
-class ScoringJob:
-    """Everything a worker needs for the shards of one run, shipped once per worker."""
-
-    plan: PromptPlan
-    config: ScoringConfig
-    targets: list[_Text]
-    examples: list[_Text]
-    pair_t: np.ndarray
-    pair_e: np.ndarray
-
-
-def plan_shards(
-    pair_e: np.ndarray, baselines: np.ndarray, pairs: np.ndarray, rows_per_shard: int
-) -> list[Shard]:
-    """Cut missing work into shards of about rows_per_shard rows.
-
-    Baselines go in blocks of rows_per_shard; pairs (ascending indices, so grouped by example)
-    in blocks of whole examples, closed once they reach rows_per_shard rows.
-    """
-    size = max(1, rows_per_shard)
-    empty = np.zeros(0, dtype=np.int64)
-    shards = [
-        Shard(np.asarray(baselines[s : s + size], dtype=np.int64), empty)
-        for s in range(0, len(baselines), size)
-    ]
-    if len(pairs):
-        groups = np.split(pairs, np.flatnonzero(np.diff(pair_e[pairs])) + 1)
-        block: list[np.ndarray] = []
-        rows = 0
-        for group in groups:
-            block.append(group)
-            rows += len(group)
-            if rows >= size:
-                shards.append(Shard(empty, np.concatenate(block).astype(np.int64)))
-                block, rows = [], 0
-        if block:
-            shards.append(Shard(empty, np.concatenate(block).astype(np.int64)))
-    return shards
-
-
-class _Collector:
-    """A ScoreSink that keeps rows in memory (on a worker: no cache, no progress)."""
-
-    def __init__(self) -> None:
-        self.base: list[tuple[np.ndarray, ...]] = []
-        self.pairs: list[tuple[np.ndarray, ...]] = []
-
-    def check_cancel(self) -> None:
-        """Workers never cancel themselves; the driver cancels their tasks."""
-
-    def add_baselines(self, targets: np.ndarray, rms: np.ndarray, logp: np.ndarray) -> None:
-        self.base.append((np.asarray(targets, dtype=np.int64), rms, logp))
-
-    def add_pairs(self, pairs: np.ndarray, rms: np.ndarray, logp: np.ndarray) -> None:
-        self.pairs.append((np.asarray(pairs, dtype=np.int64), rms, logp))
-
-    def flush(self) -> None:
-        """Rows are returned with the shard, not written anywhere."""
-
-    def result(self) -> ShardScores:
-        def join(parts: list[tuple[np.ndarray, ...]]) -> list[np.ndarray]:
-            if not parts:
-                return [np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0)]
-            return [np.concatenate(col) for col in zip(*parts, strict=True)]
-
-        return ShardScores(*join(self.base), *join(self.pairs))
-
-
-def score_shard(lm: LanguageModel, job: ScoringJob, shard: Shard) -> ShardScores:
-    """Score one shard with the engine of `compute_utility` (what a worker runs)."""
-    sink = _Collector()
-    score_missing(
-        lm, job.plan, job.config, job.targets, job.examples, job.pair_t, job.pair_e,
-        shard.baselines, shard.pairs, sink,
-    )  # fmt: skip
-    return sink.result()
+# What a worker calls to get its model. It travels to the workers with pickle: a bound method
+# such as ModelSpec.load, a module-level function or a functools.partial of one.
+ModelFactory = Callable[[], LanguageModel]
 
 
 @ray.remote(max_restarts=2, max_task_retries=2)
 class ScoringWorker:
     """A Ray actor holding one model; a restarted actor reloads it and retried shards rerun."""
 
-    def __init__(self, spec: ModelSpec, threads: int | None = None) -> None:
+    def __init__(self, load_model: ModelFactory, threads: int | None = None) -> None:
         if threads is not None:
             import torch
 
             torch.set_num_threads(threads)
-        self.lm = load_spec(spec)
+        self.lm = load_model()
         self._job: ScoringJob | None = None
         self._job_key = ""
 
@@ -275,7 +164,8 @@ def start_ray(workers: int, address: str | None = None) -> bool:
 class RayScorer:
     """A pool of `workers` Ray actors, each with the model of `spec` loaded once.
 
-    address: a running Ray cluster (default: start a local one with `workers` CPUs).
+    load_model: what each worker calls to load its model (default `spec.load`; see
+    ModelFactory); spec.device still decides the GPUs. address: a running Ray cluster (default: start a local one with `workers` CPUs).
     threads: torch threads per worker (default on a local CPU cluster: this machine's cores /
     workers, so that workers sharing it do not oversubscribe it). gpus: GPUs per worker (default
     with a CUDA device: the cluster's GPUs shared among the workers, at most 1 each; else 0).
@@ -294,10 +184,12 @@ class RayScorer:
         rows_per_shard: int | None = None,
         poll_seconds: float = 0.2,
         startup_timeout_s: float = 600.0,
+        load_model: ModelFactory | None = None,
     ) -> None:
         if workers < 1:
             raise ResourceError(f"workers must be at least 1; got {workers}")
         self.spec, self.workers, self.address = spec, workers, address
+        self.load_model = load_model or spec.load
         self.threads, self.gpus, self.rows_per_shard = threads, gpus, rows_per_shard
         self.poll_seconds, self.startup_timeout_s = poll_seconds, startup_timeout_s
         self._actors: list[Any] = []
@@ -322,7 +214,7 @@ class RayScorer:
         if threads is None and gpus == 0 and not self.address:
             threads = max(1, (os.cpu_count() or 1) // self.workers)
         actor = ScoringWorker.options(num_cpus=1, num_gpus=gpus)
-        self._actors = [actor.remote(self.spec, threads) for _ in range(self.workers)]
+        self._actors = [actor.remote(self.load_model, threads) for _ in range(self.workers)]
         try:
             ids = ray.get(
                 [a.model_id.remote() for a in self._actors], timeout=self.startup_timeout_s
@@ -392,10 +284,7 @@ class RayScorer:
             plan = plan_prompts(
                 lm.encode, config.template, targets, examples, config.max_response_tokens
             )
-            job = ScoringJob(
-                plan, config, [_Text(t.prompt, t.response, t.hash) for t in targets],
-                [_Text(e.prompt, e.response, e.hash) for e in examples], work.pair_t, work.pair_e,
-            )  # fmt: skip
+            job = scoring_job(plan, config, targets, examples, work.pair_t, work.pair_e)
             size = self.rows_per_shard or min(
                 _MAX_ROWS_PER_SHARD, math.ceil(missing / (_SHARDS_PER_WORKER * self.workers))
             )
@@ -427,7 +316,7 @@ class RayScorer:
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=self.poll_seconds)
                 for ref in ready:
                     actor = pending.pop(ref)
-                    _store(_fetch(ref), sink)
+                    store_shard(_fetch(ref), sink)
                     submit(actor)
         except CancelledError:
             # Keep what already finished, then drop the rest.
@@ -437,7 +326,7 @@ class RayScorer:
             for ref in ready:
                 pending.pop(ref)
                 try:
-                    _store(_fetch(ref), sink)
+                    store_shard(_fetch(ref), sink)
                 except DeliftError:
                     log.debug("a finished shard failed during cancellation", exc_info=True)
             raise
@@ -461,11 +350,3 @@ def _fetch(ref: Any) -> ShardScores:
         ) from exc
     except ray.exceptions.RayError as exc:
         raise ModelError(f"a Ray worker failed while scoring: {exc}") from exc
-
-
-def _store(scores: ShardScores, sink: StoreSink) -> None:
-    if len(scores.baselines):
-        sink.add_baselines(scores.baselines, scores.base_rms, scores.base_logp)
-    if len(scores.pairs):
-        sink.add_pairs(scores.pairs, scores.pair_rms, scores.pair_logp)
-    sink.flush()

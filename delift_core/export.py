@@ -93,7 +93,7 @@ def to_row(record: Any, fmt: str) -> dict[str, Any]:
             "messages": [
                 {"role": "user", "content": user},
                 {"role": "assistant", "content": record.output},
-            ]
+            ],
         }
     raise ConfigError(f"export format must be one of {', '.join(FORMATS)}; got {fmt!r}")
 

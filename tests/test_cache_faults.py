@@ -149,7 +149,7 @@ def test_a_lock_released_within_the_wait_is_taken(tmp_path):
 def test_cli_checks_the_cache_before_loading_the_model(
     good_cache, tmp_path, monkeypatch, capsys, command
 ):
-    from delift_core import cli_commands
+    from delift_core.cli import scoring
 
     loaded = []
 
@@ -157,7 +157,7 @@ def test_cli_checks_the_cache_before_loading_the_model(
         loaded.append(args)
         raise AssertionError("the model must not load before the cache is checked")
 
-    monkeypatch.setattr(cli_commands, "load_causal_lm", never)
+    monkeypatch.setattr(scoring, "load_causal_lm", never)
     cache = _damaged_copy(good_cache, tmp_path, "garbage")
     before = cache.read_bytes()
     pool = tmp_path / "pool.jsonl"

@@ -98,20 +98,28 @@ BAD_INPUTS = {
 }
 
 
+def test_module_entry_point_shows_every_command():
+    result = run_cli("--help")
+    assert result.returncode == 0, result.stderr
+    for command in ("score", "select", "eval"):
+        assert command in result.stdout
+
+
 @pytest.mark.parametrize("name", sorted(BAD_INPUTS))
-def test_bad_input_is_one_clear_line_and_cache_untouched(tmp_path, tiny_model_dir, name):
+def test_bad_input_is_one_clear_line_and_cache_untouched(tmp_path, tiny_model_dir, name, capsys):
     content, expected = BAD_INPUTS[name]
     path = tmp_path / name
     path.write_bytes(content)
     cache = tmp_path / "c.duckdb"
-    result = run_cli(
+    code = main([
         "score", str(path), "--out", str(tmp_path / "out"), "--model", str(tiny_model_dir),
         "--cache", str(cache),
-    )  # fmt: skip
-    assert result.returncode == 2
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
+    ])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
     assert name in lines[0] and expected.lower() in lines[0].lower()
     assert not cache.exists() and not (tmp_path / "out").exists()
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from delift_core.cli import main
+from delift_core.config import parse_budget
+from delift_core.errors import ConfigError
 from delift_core.testing import build_tiny_lm
 
 ROWS = [
@@ -125,6 +127,19 @@ def test_bad_parameters_write_nothing(env, tmp_path, capsys, extra, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_one_budget_parser_for_select_and_eval(capsys):
+    assert parse_budget("120") == 120 and isinstance(parse_budget("120"), int)
+    assert parse_budget(" 0.3 ") == 0.3 and parse_budget("1.0") == 1.0
+    for bad in ("a third", "", "\u00b2"):
+        with pytest.raises(ConfigError, match="fraction like 0.3 or a count like 120"):
+            parse_budget(bad)
+    for command in (["select", "p.jsonl", "--out", "o.jsonl"], ["eval", "p.jsonl", "--test", "t"]):
+        with pytest.raises(SystemExit) as stopped:
+            main([*command, "--budget", "a third"])
+        assert stopped.value.code == 2
+        assert "--budget: budget must be a fraction like 0.3" in capsys.readouterr().err
 
 
 def test_skip_invalid_drops_bad_rows_and_says_so(env, tmp_path, capsys):

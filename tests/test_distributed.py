@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -10,8 +12,10 @@ ray = pytest.importorskip("ray")
 from delift_core.cache import UtilityCache  # noqa: E402
 from delift_core.cli import build_parser  # noqa: E402
 from delift_core.config import ScoringConfig, TemplateConfig  # noqa: E402
-from delift_core.distributed import ModelSpec, RayScorer, plan_shards  # noqa: E402
+from delift_core.distributed import ModelSpec, RayScorer  # noqa: E402
 from delift_core.errors import CancelledError  # noqa: E402
+from delift_core.shards import plan_shards  # noqa: E402
+from delift_core.testing import build_tiny_lm  # noqa: E402
 from delift_core.utility import compute_utility, pair_lists, plan_work  # noqa: E402
 
 TOL = 1e-6
@@ -25,7 +29,9 @@ LOGPROB_ATOL = 5e-5
 @pytest.fixture(scope="module")
 def scorer():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    pool = RayScorer(ModelSpec(tiny_seed=0), workers=2, threads=1)
+    # Workers load the tiny test model the driver's tiny_lm is (same seed, same model id).
+    tiny = functools.partial(build_tiny_lm, 0)
+    pool = RayScorer(ModelSpec(device="cpu"), workers=2, threads=1, load_model=tiny)
     yield pool
     pool.close()
     ray.shutdown()

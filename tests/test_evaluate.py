@@ -326,20 +326,20 @@ def _write_jsonl(path, items: list[Item]) -> str:
 def _eval_parser():
     import argparse
 
-    from delift_core.cli_eval import add_eval_parser
+    from delift_core.cli.eval import add_parser
 
     parser = argparse.ArgumentParser(prog="delift")
-    add_eval_parser(parser.add_subparsers(dest="command"))
+    add_parser(parser.add_subparsers(dest="command"))
     return parser
 
 
 def test_cli_eval_runs_and_writes_json(tiny_lm, tmp_path, monkeypatch, capsys):
-    import delift_core.models as models
-    from delift_core.cli_eval import cmd_eval
+    from delift_core.cli import scoring
+    from delift_core.cli.eval import run as cmd_eval
 
-    monkeypatch.setattr(models, "load_causal_lm", lambda name, device: tiny_lm)
-    monkeypatch.setattr(models, "load_embedder", lambda name, device: HashEmbedder(dim=64))
-    monkeypatch.setattr(models, "embedder_id", lambda name: HashEmbedder.key)
+    monkeypatch.setattr(scoring, "load_causal_lm", lambda name, device: tiny_lm)
+    monkeypatch.setattr(scoring, "load_embedder", lambda name, device: HashEmbedder(dim=64))
+    monkeypatch.setattr(scoring, "embedder_id", lambda name: HashEmbedder.key)
     pool = _write_jsonl(tmp_path / "pool.jsonl", _pool(8))
     test = _write_jsonl(tmp_path / "test.jsonl", _pool(11)[8:])
     out = tmp_path / "out.json"
@@ -359,7 +359,7 @@ def test_cli_eval_runs_and_writes_json(tiny_lm, tmp_path, monkeypatch, capsys):
 
 
 def test_cli_eval_refuses_bad_method_and_leaks(tmp_path):
-    from delift_core.cli_eval import cmd_eval
+    from delift_core.cli.eval import run as cmd_eval
 
     pool = _write_jsonl(tmp_path / "pool.jsonl", _pool(6))
     args = _eval_parser().parse_args(["eval", pool, "--test", pool, "--methods", "existing"])

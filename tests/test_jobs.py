@@ -9,7 +9,7 @@ import pytest
 
 from delift_core.cache import UtilityCache
 from delift_core.errors import CancelledError, ConfigError, DataError
-from delift_core.jobs import JobContext, JobManager, get_manager
+from delift_core.jobs import JobContext, JobManager
 
 
 @pytest.fixture()
@@ -260,7 +260,3 @@ def test_a_job_cancelled_by_its_user_is_not_offered_again(tmp_path):
         assert manager.wait(job, timeout=5).state == "cancelled"
         manager.shutdown(timeout=5)
         assert JobManager(cache).unfinished_runs() == []
-
-
-def test_get_manager_is_a_process_singleton():
-    assert get_manager() is get_manager()

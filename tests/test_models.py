@@ -244,3 +244,41 @@ def test_the_converted_copy_gives_the_logits_of_the_gguf_load(gguf_lm, tmp_path,
     assert torch.equal(_logits(lm.model, lm.tokenizer), _logits(model, tokenizer))
     assert lm.encode(SHORT_TEXT) == tokenizer(SHORT_TEXT, add_special_tokens=False)["input_ids"]
     assert lm.eos_id == tokenizer.eos_token_id
+
+
+def _save_tiny(folder: Path) -> Path:
+    from delift_core.testing import build_tiny_lm
+
+    tiny = build_tiny_lm()
+    tiny.model.save_pretrained(folder)
+    tiny.tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_each_spelling_of_a_model_folder_is_one_model(tmp_path, monkeypatch):
+    folder = _save_tiny(tmp_path / "m")
+    monkeypatch.setattr(models, "_lm_cache", {})
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "link").symlink_to(folder)
+    spellings = ["m", "m/", "m//", "./m", str(folder), "link", f"{tmp_path}/m/../m"]
+    loaded = {id(load_causal_lm(name, "cpu")) for name in spellings}
+    assert len(loaded) == 1
+    assert list(models._lm_cache) == [(str(folder.resolve()), "cpu")]
+
+
+def test_models_are_dropped_oldest_first_past_the_memory_limit(tmp_path, monkeypatch):
+    first, second = _save_tiny(tmp_path / "a").resolve(), _save_tiny(tmp_path / "b").resolve()
+    monkeypatch.setattr(models, "_lm_cache", {})
+    lm = load_causal_lm(str(first), "cpu")
+    size = sum(p.numel() * p.element_size() for p in lm.model.parameters())
+    monkeypatch.setenv("DELIFT_MODEL_MEMORY_MB", str(1.5 * size / 2**20))  # room for one
+    load_causal_lm(str(second), "cpu")
+    assert list(models._lm_cache) == [(str(second), "cpu")]
+    monkeypatch.setenv("DELIFT_MODEL_MEMORY_MB", str(2.5 * size / 2**20))  # room for two
+    again = load_causal_lm(str(first), "cpu")
+    assert again is not lm  # loaded again after it was dropped
+    load_causal_lm(str(second), "cpu")  # used last: the order follows use, not loading
+    assert list(models._lm_cache) == [(str(first), "cpu"), (str(second), "cpu")]
+    monkeypatch.setenv("DELIFT_MODEL_MEMORY_MB", "lots")
+    with pytest.raises(ModelError, match=r"\$DELIFT_MODEL_MEMORY_MB must be a number"):
+        load_causal_lm(str(first), "cpu")

@@ -1,11 +1,13 @@
-"""The maps stay light at 100k points: WebGL, thinned traces, no per-point hover text."""
+"""The maps stay light at 100k points (WebGL, thinned traces, no per-point hover text), and the
+pool map colours by any column, rings search matches and sizes by a column."""
 
 from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
+import pytest
 
-from ui import plots
+from ui import compare_plots, map_colour, plots
 
 
 def test_small_map_keeps_every_point_and_its_text():
@@ -25,7 +27,7 @@ def test_hundred_thousand_points_are_thinned_and_fast():
     order = np.random.default_rng(2).permutation(n)
     fig, traces = plots.selection_map(coords, hover, order, np.ones(n), 30_000)
     groups = {"a": order[:30_000], "b": order[-30_000:]}
-    compare = plots.compare_map(coords, hover, groups, {"a": "delift", "b": "random"})
+    compare = compare_plots.compare_map(coords, hover, groups, {"a": "delift", "b": "random"})
     for figure in (fig, compare):
         assert all(isinstance(t, go.Scattergl) for t in figure.data)
         assert all(len(t.x) <= plots.MAX_POINTS_PER_TRACE for t in figure.data)
@@ -98,8 +100,10 @@ def test_each_method_keeps_one_colour_and_marker_on_compare():
     hover = [""] * 12
     three = {"x": np.arange(4), "y": np.arange(4, 8), "z": np.arange(8, 12)}
     methods = {"x": "delift", "y": "random", "z": "fl-only"}
-    both = plots.compare_map(coords, hover, three, methods).data[1:]
-    two = plots.compare_map(coords, hover, {k: three[k] for k in ("z", "y")}, methods).data[1:]
+    both = compare_plots.compare_map(coords, hover, three, methods).data[1:]
+    two = compare_plots.compare_map(coords, hover, {k: three[k] for k in ("z", "y")}, methods).data[
+        1:
+    ]
 
     def looks(traces) -> dict[str, tuple[str, str]]:
         return {
@@ -111,14 +115,155 @@ def test_each_method_keeps_one_colour_and_marker_on_compare():
     assert both[0].name == "x · delift (4)"
     # Red means "selected" on Select; yellow and grey are the pins and the pool.
     taken = {plots.SELECTED_COLOR, plots.PINNED_COLOR, plots.DISCARDED_COLOR, plots.EXCLUDED_COLOR}
-    styles = [*plots.METHOD_STYLES.values(), *plots.OTHER_METHOD_STYLES]
+    styles = [*compare_plots.METHOD_STYLES.values(), *compare_plots.OTHER_METHOD_STYLES]
     assert not {color for color, _ in styles} & taken
     assert len({color for color, _ in styles}) == len(styles)
     # A method not in the table still gets a fixed look; a repeated method is told apart by a
     # centre dot, then by size, and keeps its colour.
-    assert plots.method_style("newer") == plots.method_style("newer")
-    markers = plots.compare_markers(["delift", "random", "delift", "delift"])
-    symbol, color = plots.METHOD_STYLES["delift"][1], plots.METHOD_STYLES["delift"][0]
+    assert compare_plots.method_style("newer") == compare_plots.method_style("newer")
+    markers = compare_plots.compare_markers(["delift", "random", "delift", "delift"])
+    symbol, color = (
+        compare_plots.METHOD_STYLES["delift"][1],
+        compare_plots.METHOD_STYLES["delift"][0],
+    )
     assert [m["symbol"] for m in markers[::2]] == [f"{symbol}-open", f"{symbol}-open-dot"]
     assert markers[3]["symbol"] == f"{symbol}-open-dot" and markers[3]["size"] > markers[2]["size"]
     assert {markers[i]["color"] for i in (0, 2, 3)} == {color}
+
+
+# -- colouring by any column (ui.map_colour) ---------------------------------------------------
+
+
+def _pool(n: int, seed: int = 8):
+    coords = np.random.default_rng(seed).normal(size=(n, 2))
+    return coords, [f"<b>s{i}</b>" for i in range(n)], np.arange(n), np.linspace(1, 0, n)
+
+
+def test_the_kind_of_colouring_follows_dtype_and_distinct_values():
+    assert map_colour.colour_kind(np.arange(13.0)) == "continuous"
+    assert map_colour.colour_kind(np.arange(12.0)) == "categorical"  # few levels: a legend
+    assert map_colour.colour_kind(["a", "b"] * 20) == "categorical"
+    assert map_colour.colour_kind([True, False] * 20) == "categorical"
+    assert map_colour.colour_kind([str(i / 7) for i in range(30)]) == "continuous"  # numeric text
+    assert map_colour.colour_kind([None] * 5) == "categorical"
+    assert map_colour.numeric_values(["1", None, "", 2.5]).tolist()[::3] == [1.0, 2.5]
+    assert np.isnan(map_colour.numeric_values(["1", None, "", 2.5])[1:3]).all()
+    assert map_colour.numeric_values(["1", "two"]) is None
+    assert map_colour.numeric_values([1, True]) is None
+    assert map_colour.category_labels([3.0, 2.5, None, "", "x", float("nan")]) == [
+        "3",
+        "2.5",
+        "(missing)",
+        "(missing)",
+        "x",
+        "(missing)",
+    ]
+    # Lists and dicts (JSON fields) are text, never numbers.
+    assert map_colour.numeric_values([[1], 2]) is None
+    assert map_colour.category_labels([["a"], "b", {"k": 1}]) == ["['a']", "b", "{'k': 1}"]
+    many = [f"c{i:02d}" for i in range(25)] + ["c00"] * 5
+    lumped = map_colour.category_labels(many, max_categories=5)
+    assert len(set(lumped)) == 5 and lumped.count("(other)") == 21 and lumped[-1] == "c00"
+
+
+def test_a_categorical_column_gets_a_legend_entry_per_category():
+    coords, hover, order, gains = _pool(12)
+    family = ["qa", "math", "code"] * 4
+    fig, traces = map_colour.column_map(coords, hover, order, gains, 6, family, name="family")
+    # Three categories, each with selected (0..5) and discarded (6..11) points.
+    assert len(fig.data) == len(traces) == 6
+    assert [t.showlegend for t in fig.data] == [True, False] * 3
+    assert sorted({t.legendgroup for t in fig.data}) == ["code", "math", "qa"]
+    assert {t.marker.symbol for t in fig.data} == {"circle", "circle-open"}
+    for trace, idx in zip(fig.data, traces, strict=True):
+        assert {family[i] for i in idx} == {trace.legendgroup}
+        assert (trace.marker.symbol == "circle") == all(i < 6 for i in idx)
+    # Few numeric levels are categories too, named without a trailing ".0".
+    levels = np.array([1.0, 2.0, 3.0] * 4)
+    fig, _ = map_colour.column_map(coords, hover, order, gains, 6, levels, name="stars")
+    assert sorted({t.legendgroup for t in fig.data}) == ["1", "2", "3"]
+    assert fig.layout.coloraxis.colorbar.title.text is None
+
+
+def test_a_continuous_column_gets_a_colour_bar_and_keeps_the_status_visible():
+    coords, hover, order, gains = _pool(30)
+    values = np.arange(30.0)
+    values[5] = np.nan
+    fig, traces = map_colour.column_map(coords, hover, order, gains, 10, values, name="len<gth>")
+    discarded, selected, missing = fig.data
+    assert fig.layout.coloraxis.colorbar.title.text == "len&lt;gth&gt;"
+    assert fig.layout.coloraxis.colorscale is not None
+    finite = values[np.isfinite(values)]
+    assert fig.layout.coloraxis.cmin == pytest.approx(np.percentile(finite, 2))
+    assert fig.layout.coloraxis.cmax == pytest.approx(np.percentile(finite, 98))
+    assert discarded.marker.coloraxis == selected.marker.coloraxis == "coloraxis"
+    assert selected.marker.symbol == "circle" and discarded.marker.symbol == "circle-open"
+    assert traces[1].tolist() == [0, 1, 2, 3, 4, 6, 7, 8, 9] and traces[2].tolist() == [5]
+    assert list(selected.marker.color) == [values[i] for i in traces[1]]
+    assert (
+        missing.name == "no len&lt;gth&gt; (1)"
+        and missing.marker.color == map_colour.NO_VALUE_COLOR
+    )
+    assert sorted(np.concatenate(traces).tolist()) == list(range(30))
+    # Text is never a colour scale.
+    with pytest.raises(ValueError, match="no numeric values"):
+        map_colour.column_map(coords, hover, order, gains, 10, ["a"] * 30, kind="continuous")
+
+
+def test_search_matches_are_ringed_on_top_and_map_back_to_pool_indices():
+    coords, hover, order, gains = _pool(20)
+    fig, traces = map_colour.column_map(
+        coords,
+        hover,
+        order,
+        gains,
+        5,
+        np.arange(20.0),
+        pinned=[1],
+        excluded=[19],
+        highlight=[7, 3, 7],
+    )
+    assert [t.name for t in fig.data[-3:]] == ["pinned (1)", "excluded (1)", "search matches (2)"]
+    ring = fig.data[-1]
+    assert ring.marker.symbol == "circle-open" and ring.marker.line.width == 2
+    assert ring.customdata.tolist() == [3, 7] and traces[-1].tolist() == [3, 7]
+    assert ring.text[0].startswith("<b>s3</b>")
+    event = {"selection": {"points": [{"curve_number": len(traces) - 1, "point_index": 1}]}}
+    assert plots.selected_indices(event, traces) == [7]
+    # No matches, no ring; the plain selected / discarded map takes a highlight too.
+    assert len(map_colour.column_map(coords, hover, order, gains, 5, highlight=[])[0].data) == 2
+    fig, _ = map_colour.column_map(coords, hover, order, gains, 5, highlight=[0])
+    assert [t.name for t in fig.data] == ["discarded (15)", "selected (5)", "search matches (1)"]
+
+
+def test_marker_size_can_follow_a_numeric_column():
+    coords, hover, order, gains = _pool(20)
+    sizes = np.arange(20.0)
+    sizes[4] = np.nan
+    expected = map_colour.marker_sizes(sizes)
+    assert expected[4] == map_colour.SIZE_RANGE[0] and expected.max() == map_colour.SIZE_RANGE[1]
+    assert np.all(np.diff(expected[5:]) >= 0)
+    fig, traces = map_colour.column_map(
+        coords, hover, order, gains, 5, ["a", "b"] * 10, pinned=[2], sizes=sizes
+    )
+    for trace, idx in zip(fig.data[:-1], traces[:-1], strict=True):
+        np.testing.assert_allclose(trace.marker.size, expected[idx])
+    assert fig.data[-1].marker.size == plots.MARK_MARKERS["pinned"]["size"]  # marks keep theirs
+    with pytest.raises(ValueError, match="sizes for 20 points"):
+        map_colour.column_map(coords, hover, order, gains, 5, sizes=np.ones(3))
+
+
+def test_colouring_a_hundred_thousand_points_stays_webgl_and_thinned():
+    n = 100_000
+    rng = np.random.default_rng(9)
+    coords = rng.normal(size=(n, 2)).astype(np.float32)
+    order = rng.permutation(n)
+    labels = np.array(list("abcdef"))[rng.integers(0, 6, n)]
+    for values in (labels, rng.random(n)):
+        fig, traces = map_colour.column_map(
+            coords, [""] * n, order, np.ones(n), 30_000, values, highlight=order[:500]
+        )
+        assert all(isinstance(t, go.Scattergl) for t in fig.data)
+        assert all(len(t.x) <= plots.MAX_POINTS_PER_TRACE and t.text is None for t in fig.data)
+        assert sum(len(t) for t in traces) == sum(len(t.x) for t in fig.data)
+    assert len(fig.data) == 3  # continuous: discarded, selected, ring

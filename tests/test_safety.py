@@ -23,7 +23,7 @@ def test_streamlit_config_is_locked_down():
 
 
 def test_no_raw_html_and_no_pickle_anywhere():
-    sources = list((ROOT / "delift_core").glob("*.py")) + list((ROOT / "ui").glob("*.py"))
+    sources = list((ROOT / "delift_core").rglob("*.py")) + list((ROOT / "ui").glob("*.py"))
     sources += list((ROOT / "pages").glob("*.py")) + [ROOT / "app.py"]
     for path in sources:
         text = path.read_text()
@@ -35,10 +35,11 @@ def test_no_raw_html_and_no_pickle_anywhere():
 
 
 def test_library_never_imports_streamlit_or_prints():
-    for path in (ROOT / "delift_core").glob("*.py"):
+    cli = ROOT / "delift_core" / "cli"  # the command talks to the user
+    for path in (ROOT / "delift_core").rglob("*.py"):
         text = path.read_text()
         assert "import streamlit" not in text, path
-        if path.name not in ("cli.py", "cli_commands.py", "cli_eval.py"):
+        if path.parent != cli:
             assert not re.search(r"^\s*print\(", text, re.M), path
 
 

@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from delift_core.cache import UtilityCache
-from ui import plots, registry
+from ui import compare_plots, plots, registry
 from ui.evaluation import RESULT_KIND, RESULT_VERSION, indices_hash
 
 METRIC_LABELS = {
@@ -123,7 +123,7 @@ def result_chart(meta: Mapping[str, Any], metric: str = "logprob") -> go.Figure:
             go.Bar(
                 x=[html.escape(plots.shorten(s["label"], 30)) for s in shown],
                 y=[e["mean"] for e in entries],
-                marker={"color": [plots.method_style(s["method"])[0] for s in shown]},
+                marker={"color": [compare_plots.method_style(s["method"])[0] for s in shown]},
                 error_y={
                     "type": "data",
                     "symmetric": False,

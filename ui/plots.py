@@ -1,11 +1,13 @@
 """Plotly figures of the app: the pool map (selected vs discarded, or by category; pinned and
 excluded samples marked), the objective curve, the histogram of a per-sample value and the
-comparison map (one fixed look per method). User text appears only as hover text, HTML-escaped."""
+comparison map (`ui.compare_plots`). User text appears only as hover text, HTML-escaped.
+Colouring the pool map by any column, search rings and marker sizes: `ui.map_colour`, built on
+the public helpers here (scatter_type, pick_state, hover_text, overlay_marks, style_map).
+The comparison map's look per method: `ui.compare_plots`."""
 
 from __future__ import annotations
 
 import html
-import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,32 +29,13 @@ MARK_MARKERS = {
 PALETTE = ("#1f77b4", "#e4572e", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b")
 # Colours of a categorical map: enough distinct ones for the 20 categories the page allows.
 CATEGORY_COLORS = PALETTE + tuple(qualitative.Dark24)
-# Compare: one colour and marker per method, the same in every view. None is red (the Select
-# page's "selected"), the pins' yellow or the pool's grey.
-METHOD_STYLES: dict[str, tuple[str, str]] = {
-    "delift-q": ("#1f77b4", "circle"),
-    "delift": ("#2ca02c", "diamond"),
-    "delift-se": ("#9467bd", "square"),
-    "fl-only": ("#17becf", "triangle-up"),
-    "random": ("#8c564b", "hexagon"),
-    "full": ("#e377c2", "pentagon"),
-}
-# Methods not in the table (e.g. from a newer version) get one of these by a hash of the name.
-OTHER_METHOD_STYLES: tuple[tuple[str, str], ...] = (
-    ("#bcbd22", "triangle-down"),
-    ("#393b79", "star"),
-    ("#637939", "cross"),
-    ("#7b4173", "star-triangle-up"),
-)
-
-
 # Above this many points per trace, a seeded random sample is drawn (the legend says so).
 MAX_POINTS_PER_TRACE = 50_000
 # Above this many points, hover shows only the sample number; its text comes on click.
 HOVER_TEXT_UP_TO = 20_000
 
 
-def _scatter(n: int) -> type:
+def scatter_type(n: int) -> type:
     return go.Scattergl if n > WEBGL_ABOVE else go.Scatter
 
 
@@ -64,7 +47,7 @@ def thin(idx: np.ndarray, limit: int = MAX_POINTS_PER_TRACE) -> np.ndarray:
     return idx[np.sort(keep)]
 
 
-def _label(name: str, shown: int, total: int) -> str:
+def trace_name(name: str, shown: int, total: int) -> str:
     return f"{name} ({total:,})" if shown == total else f"{name} ({shown:,} of {total:,} shown)"
 
 
@@ -82,7 +65,7 @@ def hover_lines(ids: Sequence[str], instructions: Sequence[str]) -> list[str]:
     ]
 
 
-def _pick_state(
+def pick_state(
     n: int, order: np.ndarray, gains: np.ndarray, count: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per pool index: its rank in `order` (-1 if never picked), its gain and whether it is among
@@ -96,7 +79,7 @@ def _pick_state(
     return rank, gain, chosen
 
 
-def _hover(
+def hover_text(
     hover: Sequence[str], idx: np.ndarray, rank: np.ndarray, gain: np.ndarray, n: int
 ) -> tuple[list[str] | None, str]:
     """Hover text and template of a map trace; large maps show the sample number only."""
@@ -123,12 +106,12 @@ def selection_map(
 
     coords (n, 2); hover: one escaped header per point; order/gains: the full pick order and
     gains; pinned / excluded: pool indices the curator pinned or excluded, marked on top
-    (`_overlay_marks`). Returns the figure and, per trace, the pool indices of its points (for
+    (`overlay_marks`). Returns the figure and, per trace, the pool indices of its points (for
     selections).
     """
     n = coords.shape[0]
-    rank, gain, chosen = _pick_state(n, order, gains, count)
-    scatter = _scatter(n)
+    rank, gain, chosen = pick_state(n, order, gains, count)
+    scatter = scatter_type(n)
     fig = go.Figure()
     traces = []
     for name, mask, color, size in (
@@ -138,21 +121,21 @@ def selection_map(
         every = np.flatnonzero(mask)
         idx = thin(every)
         traces.append(idx)
-        text, template = _hover(hover, idx, rank, gain, n)
+        text, template = hover_text(hover, idx, rank, gain, n)
         fig.add_trace(
             scatter(
                 x=coords[idx, 0],
                 y=coords[idx, 1],
                 mode="markers",
-                name=_label(name, len(idx), len(every)),
+                name=trace_name(name, len(idx), len(every)),
                 marker={"color": color, "size": size, "line": {"width": 0}},
                 customdata=idx,
                 text=text,
                 hovertemplate=template,
             )
         )
-    traces += _overlay_marks(fig, coords, hover, rank, gain, pinned, excluded)
-    _style_map(fig)
+    traces += overlay_marks(fig, coords, hover, rank, gain, pinned, excluded)
+    style_map(fig)
     return fig, traces
 
 
@@ -171,23 +154,26 @@ def category_map(
     Selected points (the first `count` of `order`) are filled circles, discarded ones faint open
     circles, so the selection stays visible under any colouring. Each non-empty (category,
     status) pair is one trace; a category has one legend entry, which toggles both of its traces.
-    Pinned and excluded samples are marked on top (`_overlay_marks`). Returns the figure and, per
+    Pinned and excluded samples are marked on top (`overlay_marks`). Returns the figure and, per
     trace, the pool indices of its points (as `selection_map`).
     """
     n = coords.shape[0]
     if len(labels) != n:
         raise ValueError(f"{len(labels)} labels for {n} points")
-    rank, gain, chosen = _pick_state(n, order, gains, count)
-    values = np.asarray([str(v) for v in labels], dtype=object)
-    names, counts = np.unique(values, return_counts=True)
+    rank, gain, chosen = pick_state(n, order, gains, count)
+    # Integer codes per category: comparing ints, not strings, keeps 100k points fast.
+    names, codes, counts = np.unique(
+        np.asarray([str(v) for v in labels], dtype=str), return_inverse=True, return_counts=True
+    )
     # Largest categories first, so the first colours go to the bulk of the pool.
-    categories = [str(names[i]) for i in np.lexsort((names, -counts))]
-    scatter = _scatter(n)
+    ranked = np.lexsort((names, -counts))
+    scatter = scatter_type(n)
     fig = go.Figure()
     traces = []
-    for c, category in enumerate(categories):
+    for c, code in enumerate(ranked):
+        category = str(names[code])
         color = CATEGORY_COLORS[c % len(CATEGORY_COLORS)]
-        members = values == category
+        members = codes.reshape(-1) == code
         total, picked = int(members.sum()), int((members & chosen).sum())
         name = f"{html.escape(shorten(category, 40))} ({picked:,} of {total:,} selected)"
         if max(picked, total - picked) > MAX_POINTS_PER_TRACE:
@@ -199,7 +185,7 @@ def category_map(
                 continue
             idx = thin(every)
             traces.append(idx)
-            text, template = _hover(hover, idx, rank, gain, n)
+            text, template = hover_text(hover, idx, rank, gain, n)
             selected = status == "selected"
             fig.add_trace(
                 scatter(
@@ -222,12 +208,12 @@ def category_map(
                 )
             )
             legend = False
-    traces += _overlay_marks(fig, coords, hover, rank, gain, pinned, excluded)
-    _style_map(fig)
+    traces += overlay_marks(fig, coords, hover, rank, gain, pinned, excluded)
+    style_map(fig)
     return fig, traces
 
 
-def _overlay_marks(
+def overlay_marks(
     fig: go.Figure,
     coords: np.ndarray,
     hover: Sequence[str],
@@ -243,7 +229,7 @@ def _overlay_marks(
     discarded (or category) traces, so the map reads the same with or without curation.
     """
     n = coords.shape[0]
-    scatter = _scatter(n)
+    scatter = scatter_type(n)
     traces = []
     for name, members in (("pinned", pinned), ("excluded", excluded)):
         marker = MARK_MARKERS[name]
@@ -252,13 +238,13 @@ def _overlay_marks(
             continue
         idx = thin(every)
         traces.append(idx)
-        text, template = _hover(hover, idx, rank, gain, n)
+        text, template = hover_text(hover, idx, rank, gain, n)
         fig.add_trace(
             scatter(
                 x=coords[idx, 0],
                 y=coords[idx, 1],
                 mode="markers",
-                name=_label(name, len(idx), len(every)),
+                name=trace_name(name, len(idx), len(every)),
                 marker=marker,
                 customdata=idx,
                 text=text,
@@ -266,87 +252,6 @@ def _overlay_marks(
             )
         )
     return traces
-
-
-def method_style(method: str) -> tuple[str, str]:
-    """(colour, marker symbol) of a selection method on Compare: fixed per method, so a method
-    looks the same whichever selections are shown with it."""
-    if method in METHOD_STYLES:
-        return METHOD_STYLES[method]
-    return OTHER_METHOD_STYLES[zlib.crc32(method.encode()) % len(OTHER_METHOD_STYLES)]
-
-
-def compare_markers(methods: Sequence[str]) -> list[dict[str, Any]]:
-    """Plotly marker settings for selections made by `methods` (one entry per selection).
-
-    Each takes its method's colour and symbol (open, drawn over the grey pool). Selections of
-    a method already shown keep both and are told apart by a centre dot, then by size.
-    """
-    seen: dict[str, int] = {}
-    markers = []
-    for method in methods:
-        color, symbol = method_style(method)
-        repeat = seen.get(method, 0)
-        seen[method] = repeat + 1
-        markers.append(
-            {
-                "color": color,
-                "symbol": f"{symbol}-open" + ("-dot" if repeat else ""),
-                "size": 10 + 4 * max(repeat - 1, 0),
-                "line": {"width": 2, "color": color},
-            }
-        )
-    return markers
-
-
-def compare_map(
-    coords: np.ndarray,
-    hover: Sequence[str],
-    groups: Mapping[str, np.ndarray],
-    methods: Mapping[str, str],
-) -> go.Figure:
-    """The pool in grey with each named selection overlaid in its method's colour and marker
-    (`compare_markers`). groups: selection name -> pool indices; methods: name -> method."""
-    n = coords.shape[0]
-    scatter = _scatter(n)
-    with_text = n <= HOVER_TEXT_UP_TO
-    fig = go.Figure()
-    every = np.arange(n)
-    shown = thin(every)
-    fig.add_trace(
-        scatter(
-            x=coords[shown, 0],
-            y=coords[shown, 1],
-            mode="markers",
-            name=_label("pool", len(shown), n),
-            marker={"color": DISCARDED_COLOR, "size": 5},
-            customdata=shown,
-            text=[hover[i] for i in shown] if with_text else None,
-            hovertemplate="%{text}<extra></extra>" if with_text else "sample #%{customdata}",
-        )
-    )
-    markers = compare_markers([methods[name] for name in groups])
-    for (name, members), marker in zip(groups.items(), markers, strict=True):
-        members = np.asarray(members, dtype=np.int64)
-        idx = thin(members)
-        label = html.escape(f"{name} · {methods[name]}")
-        fig.add_trace(
-            scatter(
-                x=coords[idx, 0],
-                y=coords[idx, 1],
-                mode="markers",
-                name=_label(label, len(idx), len(members)),
-                marker=marker,
-                customdata=idx,
-                text=[hover[i] for i in idx] if with_text else None,
-                hovertemplate=("%{text}" if with_text else "sample #%{customdata}")
-                + "<extra>"
-                + html.escape(name)
-                + "</extra>",
-            )
-        )
-    _style_map(fig)
-    return fig
 
 
 def selection_histogram(
@@ -394,7 +299,7 @@ def selection_histogram(
     return fig
 
 
-def _style_map(fig: go.Figure) -> None:
+def style_map(fig: go.Figure) -> None:
     fig.update_layout(
         height=520,
         margin={"l": 10, "r": 10, "t": 30, "b": 10},

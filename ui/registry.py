@@ -4,6 +4,10 @@ Datasets are kept here by content hash so that session state holds only small ha
 ({spec, hash, label, rows}); a handle's `spec` says how to load the data again (demo set, local
 path, or an upload stored in the cache), which is what lets a score run resume after a restart.
 Job functions (ui/tasks.py) run in the worker thread and use only this module and the library.
+
+Loaded datasets and uploaded files are bounded by bytes, least recently used first out
+(ui/memory.py: the limits and their settings); a dataset dropped is loaded again from its spec
+when next used. Model folders are named by their resolved path (canonical_model).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from delift_core.pipeline import Embedder, StageUtilities, load_stage
 from delift_core.projection import load_projection
 from delift_core.quality import quality_score, quality_signals
 from delift_core.selection import SelectionInputs, SelectionResult, select_subset
+from ui import memory
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_PATH = ROOT / "assets" / "demo.jsonl"
@@ -48,15 +53,14 @@ UPLOAD_KIND = "upload"
 SELECTION_KIND = "selection"
 
 _lock = threading.RLock()
-_datasets: OrderedDict[str, Dataset] = OrderedDict()  # by dataset hash
+_datasets = memory.ByteBoundedStore()  # dataset hash -> Dataset
 _by_spec: dict[str, str] = {}  # canonical spec -> dataset hash
-_uploads: dict[str, tuple[str, bytes]] = {}  # digest -> (name, bytes), this process only
+_uploads = memory.ByteBoundedStore()  # digest -> (name, bytes), this process only
 _stages: OrderedDict[tuple[str, str], StageUtilities] = OrderedDict()
 _selections: OrderedDict[tuple, SelectionResult] = OrderedDict()
 _signals: OrderedDict[tuple, dict[str, np.ndarray]] = OrderedDict()
 _tiny: dict[str, Any] = {}  # the tiny test model, built once
 _tiny_lock = threading.Lock()
-_MAX_DATASETS = 16
 
 
 def test_mode() -> bool:
@@ -125,8 +129,9 @@ def reset() -> None:
 def store_upload(cache: UtilityCache, name: str, data: bytes) -> str:
     """Keep an uploaded file's bytes (memory and cache) and return its sha256 digest."""
     digest = hashlib.sha256(data).hexdigest()
+    limit = memory.upload_limit()
     with _lock:
-        _uploads[digest] = (name, data)
+        _uploads.put(digest, (name, data), len(data), limit)
     if cache.get_meta(UPLOAD_KIND, digest) is None:
         array = np.frombuffer(data, dtype=np.uint8)
         cache.put_array(UPLOAD_KIND, digest, array, {"name": name, "bytes": len(data)})
@@ -135,8 +140,9 @@ def store_upload(cache: UtilityCache, name: str, data: bytes) -> str:
 
 def _upload_bytes(cache: UtilityCache | None, digest: str) -> bytes:
     with _lock:
-        if digest in _uploads:
-            return _uploads[digest][1]
+        kept = _uploads.get(digest)
+    if kept is not None:
+        return kept[1]
     stored = None if cache is None else cache.get_array(UPLOAD_KIND, digest)
     if stored is None:
         raise DataError("the uploaded file is no longer available; upload it again")
@@ -172,9 +178,9 @@ def load_source(spec: dict[str, Any], cache: UtilityCache | None) -> Dataset:
     canonical = _canonical(spec)
     with _lock:
         known = _by_spec.get(canonical)
-        if known is not None and known in _datasets:
-            _datasets.move_to_end(known)
-            return _datasets[known]
+        ds = None if known is None else _datasets.get(known)
+    if ds is not None:
+        return ds
     kind = spec.get("kind")
     offset = int(spec.get("offset") or 0)
     limit = spec.get("limit")
@@ -206,14 +212,22 @@ def load_source(spec: dict[str, Any], cache: UtilityCache | None) -> Dataset:
 
 
 def register(ds: Dataset, canonical: str | None = None) -> None:
-    """Keep a dataset in the process registry (the least recently used are dropped)."""
+    """Keep a dataset in the process registry; the least recently used are dropped once all
+    take more than $DELIFT_DATASET_MEMORY_MB (the one just registered always stays)."""
+    limit = memory.dataset_limit()
+    size = memory.dataset_bytes(ds)
     with _lock:
-        _datasets[ds.hash] = ds
-        _datasets.move_to_end(ds.hash)
+        dropped = set(_datasets.put(ds.hash, ds, size, limit))
         if canonical is not None:
             _by_spec[canonical] = ds.hash
-        while len(_datasets) > _MAX_DATASETS:
-            _datasets.popitem(last=False)
+        for spec in [spec for spec, digest in _by_spec.items() if digest in dropped]:
+            del _by_spec[spec]
+
+
+def memory_in_use() -> dict[str, int]:
+    """Bytes held now: {"datasets": estimated, "uploads": file bytes} (for tests and status)."""
+    with _lock:
+        return {"datasets": _datasets.total_bytes, "uploads": _uploads.total_bytes}
 
 
 def make_handle(spec: dict[str, Any], ds: Dataset) -> dict[str, Any]:

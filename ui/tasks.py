@@ -116,13 +116,15 @@ def run_score(
         ctx.report("scored", message="These scores were already in the cache")
     else:
         computed_by_phase: dict[str, int] = {}
+        chars = estimates.mean_chars(pool, targets, existing)  # speeds are kept with lengths
 
         def on_progress(phase: str, p: Progress) -> None:
             label = PHASE_LABELS.get(phase, phase)
             computed_by_phase[phase] = p.done - p.reused
             if p.done - p.reused >= estimates.MIN_LIVE_PASSES and p.elapsed_s > 0:
                 # The estimate on the Score page follows the running job's own speed.
-                estimates.set_rate(params["model"], (p.done - p.reused) / p.elapsed_s)
+                rate = (p.done - p.reused) / p.elapsed_s
+                estimates.set_rate(params["model"], rate, chars=chars)
             ctx.report(
                 label, p.done, p.total, p.eta_s,
                 f"{p.reused:,} passes reused from cache" if p.reused else "",
@@ -146,7 +148,7 @@ def run_score(
         # The engine's own time excludes embedding and candidate search (sparse mode).
         engine_seconds = sum(r.seconds for r in results)
         if computed >= 50 and engine_seconds > 0:
-            estimates.set_rate(params["model"], computed / engine_seconds, cache)
+            estimates.set_rate(params["model"], computed / engine_seconds, cache, chars=chars)
         save_stage(cache, key, utilities, stage_meta(params, lm.model_id, config, datasets))
     result: dict[str, Any] = {"stage_key": key, "passes": computed, "seconds": seconds}
     try:
@@ -265,7 +267,7 @@ def run_calibration(
     result = compute_utility(lm, sample, examples, config, should_cancel=ctx.cancelled)
     seconds = max(time.perf_counter() - started, 1e-6)
     rate = (result.pairs_computed + result.baselines_computed) / seconds
-    estimates.set_rate(model, rate, cache)
+    estimates.set_rate(model, rate, cache, chars=estimates.mean_chars(sample))
     ctx.report("finished", message=f"{rate:,.1f} passes per second")
     return rate
 

@@ -1,4 +1,5 @@
-"""Fixtures of the AppTest suite: a tiny random model and a fresh cache per test (offline)."""
+"""Fixtures of the AppTest suite: a tiny random model and a fresh cache per test (offline);
+every test here is marked `app`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # pages import the `ui` package from the repository root
     sys.path.insert(0, str(ROOT))
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by mark
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test under tests/app as `app`, so that `-m "not app"` (make test-fast)
+    leaves the slow page runs out. The hook sees the whole session's items: only ours."""
+    for item in items:
+        if HERE in item.path.resolve().parents:
+            item.add_marker(pytest.mark.app)
 
 
 @pytest.fixture(autouse=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -205,3 +206,81 @@ def test_unfinished_runs_resume_by_themselves_when_the_user_chose_so():
     assert len(jobs) == 1 and jobs[0].params == params
     assert restarted.wait(jobs[0].id, timeout=120).state == "done"
     assert {r["id"]: r for r in cache.list_runs()}["interrupted"]["state"] == "resumed"
+
+
+def _save_tiny_model(folder):
+    from delift_core.testing import build_tiny_lm
+
+    tiny = build_tiny_lm()
+    tiny.model.save_pretrained(folder)
+    tiny.tokenizer.save_pretrained(folder)
+    return folder.resolve()
+
+
+def test_a_model_folder_loads_only_when_the_user_asks(tmp_path):
+    from delift_core import models
+
+    folder = _save_tiny_model(tmp_path / "my-model")
+    at = with_data(page("2_Score.py"), pool=demo_handle(4)).run()
+    wait_for_jobs()  # the embedded model's own speed measurement
+    _, manager = services()
+    jobs_before = len(manager.list_jobs())
+
+    def loaded() -> list:
+        return [key for key in models._lm_cache if key[0] == str(folder)]
+
+    for spelling in ("my-model", "my-model/", "./my-model//"):
+        at.text_input(key="score_model").set_value(spelling).run()
+        assert_clean(at)
+        assert len(manager.list_jobs()) == jobs_before  # typing a path starts no job...
+        assert loaded() == []  # ...and loads nothing
+        assert _metrics(at)["Estimated time"] == "not measured"
+    at.button(key="score_measure").click().run()
+    (job,) = [
+        s for s in wait_for_jobs() if s.kind == "calibrate" and s.params["model"] != "default"
+    ]
+    assert job.state == "done", job.error
+    assert job.params["model"] == str(folder)  # the resolved folder, whatever the spelling
+    assert len(loaded()) == 1
+    at.run()
+    assert _metrics(at)["Estimated time"] not in ("not measured", "measuring...")
+
+
+def _pool_of(tmp_path, name: str, output: str) -> dict:
+    from ui import registry
+
+    path = tmp_path / name
+    rows = [{"instruction": f"Question {i}?", "input": "", "output": output} for i in range(6)]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    spec = {"kind": "path", "path": str(path), "offset": 0, "limit": None, "field_map": None}
+    return registry.make_handle(spec, registry.load_source(spec, None))
+
+
+def _seconds(text: str) -> int:
+    """Seconds of layout.fmt_seconds' text ('45 s', '3 min 20 s', '2 h 5 min')."""
+    units = {"h": 3600, "min": 60, "s": 1}
+    parts = text.split()
+    return sum(int(n) * units[u] for n, u in zip(parts[::2], parts[1::2], strict=True))
+
+
+def test_the_time_estimate_counts_text_length(tmp_path):
+    from ui import estimates, registry
+
+    short = _pool_of(tmp_path, "short.jsonl", "Yes.")
+    long = _pool_of(tmp_path, "long.jsonl", "A long answer. " * 100)
+    cache, _ = services()
+    # A speed measured on the short pool's records (10 passes per second).
+    chars = estimates.mean_chars(registry.dataset_for(short, cache))
+    estimates.set_rate("default", 10.0, cache, chars=chars)
+    at = with_data(page("2_Score.py"), pool=short).run()
+    assert_clean(at)
+    passes = int(_metrics(at)["Forward passes to run"])
+    assert _seconds(_metrics(at)["Estimated time"]) == round(passes / 10.0)
+    at = with_data(page("2_Score.py"), pool=long).run()
+    assert_clean(at)
+    assert int(_metrics(at)["Forward passes to run"]) == passes  # as many rows, as many passes
+    longer = _seconds(_metrics(at)["Estimated time"])
+    ratio = estimates.mean_chars(registry.dataset_for(long, cache)) / chars
+    assert ratio > 10 and abs(longer - passes / 10.0 * ratio) <= 1
+    assert any("Scaled x" in c and "for text length" in c for c in messages(at.caption))
+    assert not [j for j in services()[1].list_jobs() if j.kind == "calibrate"]

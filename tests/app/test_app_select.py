@@ -294,7 +294,11 @@ def test_map_coloured_by_a_categorical_field():
     at = with_data(page("3_Select.py"), pool=pool).run()
     assert_clean(at)
     colour = at.selectbox(key="select_map_colour")
-    assert colour.value == "selection" and set(colour.options) == {"selection", "quality", "family"}
+    assert colour.value == "selection"
+    # Any column of the per-row table: the pool's fields, length, the selection's rank and gain,
+    # the quality score and signals (self-utility among them).
+    expected = {"selection", "quality", "family", "length", "rank", "gain", "quality score"}
+    assert expected | {"self_utility", "help_rms"} <= set(colour.options)
     assert len(_figure(at, "select_map")["data"]) == 2  # selected and discarded
 
     colour.set_value("quality").run()

@@ -1,0 +1,198 @@
+"""Select page, curating: colour the map by any column, search the texts (matches ringed on the
+map and listed in the linked table), filter the view or constrain the selection by the filter,
+read why a row is discarded, and reopen the same view from a link."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from apptools import assert_clean, demo_handle, frame, messages, page, score, services, with_data
+from test_app_select import _array, _delift_order, _figure
+
+from delift_core.coverage import best_cover
+from delift_core.kernels import utility_kernels
+from delift_core.pipeline import load_stage
+from delift_core.search import search_rows
+from ui import registry
+
+N = 12
+IDS = [f"demo-{i + 1:04d}" for i in range(N)]
+
+
+def _records(n: int = N):
+    return registry.load_source(demo_handle(n)["spec"], None).records
+
+
+def _select_page(pool, method: str = "delift"):
+    at = with_data(page("3_Select.py"), pool=pool).run()
+    at.selectbox(key="select_method").set_value(method).run()
+    assert_clean(at)
+    return at
+
+
+def _linked(at):
+    """The linked table (the only one with a length column)."""
+    return frame(at, "id", "status", "gain", "length")
+
+
+def test_colour_by_a_categorical_or_numeric_column_and_size_by_one():
+    n = 16  # more distinct lengths than a legend takes (map_colour.CONTINUOUS_ABOVE)
+    pool = demo_handle(n)
+    score(pool)
+    at = _select_page(pool)
+    records = _records(n)
+    families = sorted({r.fields["family"] for r in records})
+
+    at.selectbox(key="select_map_colour").set_value("family").run()
+    assert_clean(at)
+    traces = _figure(at, "select_map")["data"]
+    # One trace per (family, status) present, one legend entry (a toggle) per family.
+    assert {t["legendgroup"] for t in traces} == set(families)
+    assert sum(t.get("showlegend", True) for t in traces) == len(families)
+    assert sorted(int(i) for t in traces for i in _array(t["customdata"])) == list(range(n))
+
+    # A numeric column with many values gets a colour scale with a colour bar instead.
+    at.selectbox(key="select_map_colour").set_value("length").run()
+    assert_clean(at)
+    figure = _figure(at, "select_map")
+    assert figure["layout"]["coloraxis"]["colorbar"]["title"]["text"] == "length"
+    lengths = {i: len(r.instruction) + len(r.input) + len(r.output) for i, r in enumerate(records)}
+    for trace in figure["data"][:2]:
+        idx, colour = _array(trace["customdata"]), _array(trace["marker"]["color"])
+        assert [lengths[int(i)] for i in idx] == colour.tolist()
+
+    # Size follows a numeric column: the longest text gets the largest marker.
+    at.selectbox(key="select_map_size").set_value("length").run()
+    assert_clean(at)
+    sizes = {}
+    for trace in _figure(at, "select_map")["data"][:2]:
+        for i, s in zip(_array(trace["customdata"]), _array(trace["marker"]["size"]), strict=True):
+            sizes[int(i)] = float(s)
+    longest, shortest = max(lengths, key=lengths.get), min(lengths, key=lengths.get)
+    assert sizes[longest] > sizes[shortest]
+
+
+def test_search_rings_the_matches_on_the_map_lists_them_and_pins_them():
+    pool = demo_handle(N)
+    score(pool)
+    at = _select_page(pool)
+    expected = search_rows(_records(), "sentence").tolist()
+    assert 0 < len(expected) < N
+
+    at.text_input(key="select_search").set_value("sentence").run()
+    assert_clean(at)
+    ring = _figure(at, "select_map")["data"][-1]
+    assert ring["name"] == f"search matches ({len(expected)})"
+    assert sorted(_array(ring["customdata"]).tolist()) == expected
+    assert list(_linked(at)["id"]) == [IDS[i] for i in expected]
+    assert f"{len(expected)} rows match the search." in messages(at.caption)
+
+    # The linked rows' buttons act on them.
+    at.button(key="select_pin_linked").click().run()
+    assert_clean(at)
+    assert at.multiselect(key="select_pinned").value == [IDS[i] for i in expected]
+
+    # An empty search rings and lists nothing.
+    at.text_input(key="select_search").set_value("").run()
+    assert not any(
+        t["name"].startswith("search matches") for t in _figure(at, "select_map")["data"]
+    )
+    assert not any("length" in d.value.columns for d in at.dataframe)
+
+
+def test_a_filter_hides_rows_and_as_a_constraint_excludes_them_from_the_selection():
+    pool = demo_handle(N)
+    key = score(pool)
+    at = _select_page(pool)
+    families = [r.fields["family"] for r in _records()]
+    kept = [i for i, f in enumerate(families) if f == "grammar"]
+    others = [i for i in range(N) if i not in kept]
+    plain = _delift_order(key, N)
+    assert set(plain[:3].tolist()) - set(kept), "the plain selection must pick another family"
+
+    at.slider(key="select_budget").set_value(0.25)
+    at.selectbox(key="select_filter_column").set_value("family").run()
+    at.multiselect(key="select_filter_values:family").set_value(["grammar"]).run()
+    assert_clean(at)
+    # For the view only: the selection is unchanged, the rows left out have no point.
+    assert at.metric[0].value == f"3 of {N}" and not at.metric[0].delta
+    drawn = set()
+    for trace in _figure(at, "select_map")["data"]:
+        x = np.asarray(_array(trace["x"]), dtype=float)
+        drawn |= {int(i) for i, v in zip(_array(trace["customdata"]), x, strict=True) if v == v}
+    assert drawn == set(kept)
+    assert set(_linked(at)["id"]) == {IDS[i] for i in kept}
+
+    # As a constraint: the others leave the ground set, so the selection is the greedy on the rest.
+    at.checkbox(key="select_filter_constrain").check().run()
+    assert_clean(at)
+    expected = _delift_order(key, N, excluded=others)
+    assert at.metric[0].delta == f"{len(others)} excluded"
+    at.text_input(key="select_name").set_value("grammar-only").run()
+    at.button(key="select_save").click().run()
+    cache, _ = services()
+    indices, meta = registry.load_selection(cache, "grammar-only")
+    np.testing.assert_array_equal(indices, expected[:3])
+    assert set(indices.tolist()) <= set(kept)
+    assert meta["excluded_ids"] == [IDS[i] for i in others]
+
+
+def test_why_names_the_selected_row_that_covers_a_discarded_one():
+    pool = demo_handle(N)
+    key = score(pool)
+    at = _select_page(pool)
+    order = _delift_order(key, N)
+    chosen = order[:4]  # 30% of 12
+    cache, _ = services()
+    kernel = utility_kernels([load_stage(cache, key).pool.rms], "minmax")[0]
+    # A discarded row some selected row covers.
+    row = next(int(i) for i in order[4:] if best_cover(kernel, int(i), chosen) is not None)
+    cover, value = best_cover(kernel, row, chosen)
+
+    at.selectbox(key="select_why").set_value(row).run()
+    assert_clean(at)
+    lines = messages(at.text)
+    first = next(t for t in lines if t.startswith("Discarded:"))
+    assert first.startswith(f"Discarded: {IDS[cover]} (")
+    assert f"covers it with help {value:.2f}" in first
+    rank = int(np.flatnonzero(order == row)[0]) + 1
+    assert f"It comes at rank {rank} of the pick order" in "\n".join(lines)
+
+
+def test_a_link_reopens_the_same_view_and_the_view_is_written_back():
+    pool = demo_handle(N)
+    score(pool)
+    at = with_data(page("3_Select.py"), pool=pool)
+    link = {
+        "method": "delift",
+        "count": "5",
+        "colour": "family",
+        "search": "sentence",
+        "filter": json.dumps({"categories": {"family": ["grammar"]}}),
+        "constrain": "1",
+        "stage": "no-such-stage",  # not valid: the page's default stands
+    }
+    for name, value in link.items():
+        at.query_params[name] = value
+    at.run()
+    assert_clean(at)
+    assert at.selectbox(key="select_method").value == "delift"
+    assert at.radio(key="select_budget_mode").value == "count"
+    assert at.number_input(key="select_budget_count").value == 5
+    assert at.selectbox(key="select_map_colour").value == "family"
+    assert at.text_input(key="select_search").value == "sentence"
+    assert at.selectbox(key="select_filter_column").value == "family"
+    assert at.multiselect(key="select_filter_values:family").value == ["grammar"]
+    assert at.checkbox(key="select_filter_constrain").value
+    assert at.radio(key="select_stage").value == "instruction"
+    assert at.metric[0].value == f"5 of {N}"
+
+    # The page writes its view back, so the address bar is a link to it.
+    params = dict(at.query_params)
+    assert params["stage"] == "instruction" and params["count"] == "5"
+    assert json.loads(params["filter"]) == {"categories": {"family": ["grammar"]}}
+    at.selectbox(key="select_map_colour").set_value("length").run()
+    assert at.query_params["colour"] == "length"
+    # Later runs keep the curator's changes, not the link's.
+    assert at.selectbox(key="select_map_colour").value == "length"

@@ -1,0 +1,201 @@
+"""End-to-end curation in a real browser: load 24 demo rows, score them in sparse mode with the
+real embedded model, and on the Select page colour the map by `quality`, hide a category from
+its legend, search a word (matches ringed on the map and listed), pin two rows and exclude one
+from the linked table, see the selection rerun, save it and export it: the file holds the
+pinned rows and not the excluded one, and the manifest lists both.
+
+Screenshots go to tests/e2e/artifacts/; DELIFT_UPDATE_SCREENSHOTS=1 also copies the curation
+views into docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+from typing import Any
+
+import pytest
+from test_browser import (
+    ARTIFACTS,
+    DOCS_SHOTS,
+    SCORE_TIMEOUT_MS,
+    UI_TIMEOUT_MS,
+    VIEWPORT,
+    PlaywrightError,
+    Watch,
+    _choose,
+    _choose_mode,
+    _download,
+    _go,
+    _load_demo,
+    _log,
+    _metric,
+    _set_number,
+    _settle,
+    _shot,
+    expect,
+)
+
+pytestmark = pytest.mark.e2e
+
+POOL_ROWS, SPARSE_K = 24, 2
+EXPECTED_COUNT = round(0.30 * POOL_ROWS)  # the default budget
+HIDDEN_CATEGORY = "near-duplicate"  # 2 of the first 24 demo rows
+SEARCH_WORD, SEARCH_HITS = "grammatical", 5  # in 5 of their instructions
+PIN_WORD, PINNED = "Celsius", ["demo-0012", "demo-0014"]
+EXCLUDE_WORD, EXCLUDED = "river", ["demo-0006"]
+DOCUMENTED = ("select-curation", "select-why")
+
+
+def _map(page: Any) -> Any:
+    return page.locator(".st-key-select_map .js-plotly-plot")
+
+
+def _traces(page: Any) -> list[dict[str, Any]]:
+    """The map's traces as Plotly holds them in the page: name, legend group, visibility and
+    the pool indices of their points."""
+    return _map(page).evaluate(
+        """gd => gd.data.map(t => ({
+            name: t.name, group: t.legendgroup || null, visible: t.visible === undefined
+                ? true : t.visible, points: Array.from(t.customdata || []).map(Number)}))"""
+    )
+
+
+def _search(page: Any, query: str) -> None:
+    field = page.get_by_label("Search the texts", exact=True)
+    field.fill(query)
+    field.press("Enter")
+    _settle(page)
+
+
+def _wait_for_ring(page: Any, hits: int) -> list[dict[str, Any]]:
+    expect(_map(page).locator(".legend")).to_contain_text(f"search matches ({hits})")
+    return _traces(page)
+
+
+def score_pool(page: Any, app_url: str) -> None:
+    page.goto(app_url)
+    _load_demo(page, 0, POOL_ROWS)
+    _go(page, "Score")
+    _choose_mode(page, "sparse")
+    _set_number(page, "Candidates per row (k)", SPARSE_K)
+    page.get_by_role("button", name="Start scoring").click()
+    ready = page.get_by_text("The scores of the data loaded now are ready (pool).").first
+    expect(ready).to_be_visible(timeout=SCORE_TIMEOUT_MS)
+
+
+def colour_and_toggle(page: Any) -> None:
+    """Colour by quality; a click on a legend entry hides that category's traces."""
+    _go(page, "Select")
+    expect(_map(page)).to_be_visible(timeout=SCORE_TIMEOUT_MS)  # the map job may still run
+    _choose(page, "Colour the map by", "quality")
+    legend = _map(page).locator(".legend .traces").filter(has_text=HIDDEN_CATEGORY)
+    expect(legend).to_have_count(1)
+    groups = {t["group"] for t in _traces(page) if t["group"]}
+    assert groups == {"good", "poor", HIDDEN_CATEGORY}, groups
+    legend.locator(".legendtoggle").click()
+    page.wait_for_timeout(500)
+    for trace in _traces(page):
+        if trace["group"] == HIDDEN_CATEGORY:
+            assert trace["visible"] == "legendonly", trace
+        elif trace["group"]:
+            assert trace["visible"] is True, trace
+
+
+def search_and_list(page: Any) -> None:
+    _search(page, SEARCH_WORD)
+    expect(page.get_by_text(f"{SEARCH_HITS} rows match the search.")).to_be_visible()
+    ring = [t for t in _wait_for_ring(page, SEARCH_HITS) if t["name"].startswith("search")]
+    assert len(ring) == 1 and len(ring[0]["points"]) == SEARCH_HITS, ring
+    listed = page.get_by_text(f"{SEARCH_HITS} rows ({SEARCH_HITS} matching the search)")
+    expect(listed).to_be_visible()
+    _scroll(page, page.locator(".st-key-select_map"))
+    _shot(page, "select-curation")
+
+
+def _scroll(page: Any, locator: Any) -> None:
+    locator.evaluate("e => e.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(300)
+
+
+def pin_and_exclude(page: Any) -> None:
+    """Pin the rows one search finds and exclude the row another finds, from the linked
+    table; the selection reruns with them."""
+    _search(page, PIN_WORD)
+    _wait_for_ring(page, len(PINNED))
+    page.get_by_role("button", name=f"Pin these {len(PINNED)} rows").click()
+    _settle(page)
+    _search(page, EXCLUDE_WORD)
+    _wait_for_ring(page, len(EXCLUDED))
+    page.get_by_role("button", name="Exclude this row").click()
+    _settle(page)
+    delta = f"{len(PINNED)} pinned · {len(EXCLUDED)} excluded"
+    selected = page.get_by_test_id("stMetric").filter(has_text="Selected")
+    expect(selected).to_contain_text(delta)
+    expect(_metric(page, "Selected")).to_have_text(f"{EXPECTED_COUNT} of {POOL_ROWS}")
+    # The map marks them; the Why panel says the excluded row (the one linked) is excluded.
+    marks = {t["name"].split(" ")[0]: t["points"] for t in _traces(page)}
+    assert sorted(marks["pinned"]) == [int(s[-4:]) - 1 for s in PINNED], marks
+    assert marks["excluded"] == [int(s[-4:]) - 1 for s in EXCLUDED], marks
+    why = page.locator(".st-key-select_why_box")
+    expect(why).to_contain_text("Excluded by you: never selected")
+    _scroll(page, page.get_by_role("heading", name="Linked rows"))
+    _shot(page, "select-why")
+
+
+def save_and_export(page: Any, folder: Any) -> None:
+    name = page.get_by_label("Selection name")
+    name.fill("curated")
+    name.press("Enter")
+    _settle(page)
+    page.get_by_role("button", name="Save selection").click()
+    expect(page.get_by_text(f"Saved {EXPECTED_COUNT} samples as curated")).to_be_visible()
+    _go(page, "Export")
+    expect(page.get_by_label("File name")).to_have_value("curated.jsonl")
+    rows = _download(page, folder / "curated.jsonl")
+    ids = [r["id"] for r in rows]
+    assert len(ids) == EXPECTED_COUNT
+    assert set(ids[: len(PINNED)]) == set(PINNED), "pinned rows are picked first"
+    assert not set(EXCLUDED) & set(ids)
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Download manifest").click()
+    target = folder / "curated.manifest.json"
+    info.value.save_as(str(target))
+    manifest = json.loads(target.read_text(encoding="utf-8"))
+    assert sorted(manifest["pinned_ids"]) == PINNED
+    assert manifest["excluded_ids"] == EXCLUDED
+
+
+def _copy_documented() -> None:
+    if os.environ.get("DELIFT_UPDATE_SCREENSHOTS") != "1":
+        return
+    DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
+    for name in DOCUMENTED:
+        shutil.copyfile(ARTIFACTS / f"{name}.png", DOCS_SHOTS / f"{name}.png")
+
+
+def test_colour_search_pin_exclude_and_export(browser, app_url, tmp_path):
+    expect.set_options(timeout=UI_TIMEOUT_MS)
+    started = time.monotonic()
+    watch = Watch(app_url)
+    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+    page = watch.attach(context.new_page())
+    try:
+        score_pool(page, app_url)
+        _log(f"scored in {time.monotonic() - started:.0f} s")
+        colour_and_toggle(page)
+        search_and_list(page)
+        pin_and_exclude(page)
+        save_and_export(page, tmp_path)
+        watch.check()
+        _copy_documented()
+        _log(f"curation test took {time.monotonic() - started:.0f} s")
+    except BaseException:
+        with contextlib.suppress(PlaywrightError):
+            page.screenshot(path=str(ARTIFACTS / "failure-curation.png"))
+        raise
+    finally:
+        context.close()
