@@ -21,7 +21,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +53,24 @@ _COLUMNS = {
     "pairs": ("scope", "example", "target", "rms", "logp"),
     "arrays": ("kind", "key", "data", "meta", "created"),
     "runs": ("id", "kind", "state", "params", "message", "created", "updated"),
+}
+
+# Every kind of array the `arrays` table holds, and what it is (keys: `array_key`). The app's own
+# kinds are listed here too, so that this is the one list; the app may scope some by workspace
+# ("selection:<workspace>", "upload:<workspace>").
+ARRAY_KINDS: dict[str, str] = {
+    "embedding": "unit-norm sentence embeddings of records (or, prefixed 'prompt', of prompts)",
+    "projection": "2-D map coordinates of a set of embeddings",
+    "stage": "a scored stage's matrices and answer scores",
+    "stage-index": "a scored stage's description (meta only)",
+    "eval-logprob": "an evaluation item's answer log-prob and token count",
+    "eval-generation": "an evaluation item's generated answer (meta only)",
+    "selection": "a saved selection's picked indices (app)",
+    "upload": "an uploaded file's bytes (app)",
+    "workspace": "when a workspace was last used (app)",
+    "evaluation": "an evaluation's per-item results (app, Compare page)",
+    "speed": "measured forward passes per second of a model (app)",
+    "setting": "an app setting, e.g. resuming runs at start (app)",
 }
 
 _SCHEMA = """
@@ -93,6 +111,26 @@ def check_cache(path: str | os.PathLike | None = None, *, lock_wait: float = LOC
 def scope_key(model_id: str, template_hash: str) -> str:
     """Everything besides the two texts that a pair's score depends on."""
     return f"{model_id}|{template_hash}"
+
+
+def array_key(*parts: object) -> str:
+    """The key of an array from its parts, joined by "|" (e.g. embedder id and content hash)."""
+    return "|".join(str(p) for p in parts)
+
+
+def read_through(
+    cache: UtilityCache | None,
+    kind: str,
+    key_parts: Sequence[object],
+    compute: Callable[[], np.ndarray],
+    *,
+    meta: dict | None = None,
+    valid: Callable[[np.ndarray], bool] | None = None,
+) -> np.ndarray:
+    """`cache.get_or_compute(...)`, or just `compute()` without a cache."""
+    if cache is None:
+        return compute()
+    return cache.get_or_compute(kind, key_parts, compute, meta=meta, valid=valid)
 
 
 def _now() -> datetime:
@@ -303,6 +341,25 @@ class UtilityCache:
 
     # -- arrays (embeddings, projections, selections) -------------------------------------
 
+    def get_or_compute(
+        self,
+        kind: str,
+        key_parts: Sequence[object],
+        compute: Callable[[], np.ndarray],
+        *,
+        meta: dict | None = None,
+        valid: Callable[[np.ndarray], bool] | None = None,
+    ) -> np.ndarray:
+        """The array stored under (kind, array_key(*key_parts)), or `compute()` stored there.
+        A stored array that `valid` rejects is computed again and replaced."""
+        key = array_key(*key_parts)
+        stored = self.get_array(kind, key)
+        if stored is not None and (valid is None or valid(stored)):
+            return stored
+        value = compute()
+        self.put_array(kind, key, value, meta)
+        return value
+
     def put_array(self, kind: str, key: str, array: np.ndarray, meta: dict | None = None) -> None:
         """Store a numeric array (npy bytes, never pickled) under (kind, key)."""
         buf = io.BytesIO()
@@ -328,6 +385,13 @@ class UtilityCache:
                 "SELECT meta FROM arrays WHERE kind = ? AND key = ?", [kind, key]
             ).fetchall()
         return json.loads(row[0][0]) if row else None
+
+    def delete_array(self, kind: str, key: str) -> None:
+        """Remove the array stored under (kind, key), if any."""
+        with self._guard("write to"):
+            self._con.execute(
+                "DELETE FROM arrays WHERE kind = ? AND key = ?", [kind, key]
+            ).fetchall()
 
     def list_arrays(self, kind: str) -> list[tuple[str, dict, datetime]]:
         """(key, meta, created) of every array of a kind, newest first."""

@@ -20,18 +20,19 @@ from __future__ import annotations
 import logging
 import math
 import os
-import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import ray
+
 from delift_core.cache import UtilityCache
 from delift_core.config import ScoringConfig
 from delift_core.errors import CancelledError, DeliftError, ModelError, ResourceError
 from delift_core.models import DEFAULT_LM, LanguageModel, load_causal_lm
-from delift_core.prompts import TextPair, plan_prompts
+from delift_core.prompts import TextPair
 from delift_core.shards import (
     ScoringJob,
     Shard,
@@ -44,18 +45,10 @@ from delift_core.shards import (
 from delift_core.utility import (
     CancelFn,
     ProgressFn,
-    RunTracker,
     StoreSink,
     UtilityResult,
-    assemble_result,
-    load_cached,
-    plan_work,
+    run_utility,
 )
-
-# Ray would otherwise try to report usage over the network; the library stays offline.
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-
-import ray  # noqa: E402  (after the environment above)
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +136,9 @@ def start_ray(workers: int, address: str | None = None) -> bool:
     """
     if ray.is_initialized():
         return False
+    # Ray would otherwise report usage over the network. Set here, not at import: the nodes
+    # this call starts read it from the environment they inherit.
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
         if address:
             ray.init(address=address, log_to_driver=False, ignore_reinit_error=True)
@@ -265,38 +261,27 @@ class RayScorer:
     ) -> UtilityResult:
         """As `compute_utility`, on the workers. Cancellation is checked while shards run;
         queued shards are then cancelled and finished ones are in the cache."""
-        config = config or ScoringConfig()
         if not self._actors:
             raise ResourceError("this Ray scorer is closed")
         if lm.model_id != self._model_id:
             raise ModelError(
                 f"the driver's model {lm.model_id} differs from the workers' {self._model_id}"
             )
-        started = time.perf_counter()
-        work = plan_work(lm.model_id, targets, examples, config, candidates)
-        if cache is not None:
-            load_cached(work, cache)
-        missing_base, missing_pairs = work.missing_baselines(), work.missing_pairs()
-        missing = len(missing_base) + len(missing_pairs)
-        tracker = RunTracker(work.total, work.total - missing, on_progress, should_cancel)
-        tracker.report()
-        if missing:
-            plan = plan_prompts(
-                lm.encode, config.template, targets, examples, config.max_response_tokens
-            )
+
+        def score_on_workers(plan, config, work, missing_base, missing_pairs, sink) -> None:
             job = scoring_job(plan, config, targets, examples, work.pair_t, work.pair_e)
+            missing = len(missing_base) + len(missing_pairs)
             size = self.rows_per_shard or min(
                 _MAX_ROWS_PER_SHARD, math.ceil(missing / (_SHARDS_PER_WORKER * self.workers))
             )
             shards = plan_shards(work.pair_e, missing_base, missing_pairs, size)
-            log.info(
-                "utility on Ray: %d rows to compute (%d cached) in %d shards on %d workers",
-                missing, work.total - missing, len(shards), self.workers,
-            )  # fmt: skip
-            self._run(ray.put(job), shards, StoreSink(work, tracker, cache))
-        return assemble_result(
-            work, len(missing_pairs), len(missing_base), time.perf_counter() - started
-        )
+            log.info("Ray: %d shards on %d workers", len(shards), self.workers)
+            self._run(ray.put(job), shards, sink)
+
+        return run_utility(
+            lm, targets, examples, config, score_on_workers, candidates=candidates, cache=cache,
+            on_progress=on_progress, should_cancel=should_cancel, where="Ray",
+        )  # fmt: skip
 
     def _run(self, job_ref: Any, shards: list[Shard], sink: StoreSink) -> None:
         """Keep every worker two shards deep; store each shard as it finishes."""

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from delift_core.cache import UtilityCache
+from delift_core.cache import UtilityCache, read_through
 from delift_core.errors import ConfigError
 from delift_core.models import embed_texts
 from delift_core.prompts import TextPair
@@ -35,15 +35,14 @@ def embed_records(
 ) -> np.ndarray:
     """Unit-norm embeddings (n, dim) float32, cached under the embedder and the records' hashes."""
     digest = hashlib.sha256("".join(r.hash for r in records).encode()).hexdigest()[:24]
-    key = f"{embedder_key}|{digest}"
-    if cache is not None:
-        stored = cache.get_array("embedding", key)
-        if stored is not None and stored.shape[0] == len(records):
-            return stored
-    vectors = embed_texts(embedder, [record_text(r) for r in records], batch_size)
-    if cache is not None:
-        cache.put_array("embedding", key, vectors, {"n": len(records), "embedder": embedder_key})
-    return vectors
+    return read_through(
+        cache,
+        "embedding",
+        (embedder_key, digest),
+        lambda: embed_texts(embedder, [record_text(r) for r in records], batch_size),
+        meta={"n": len(records), "embedder": embedder_key},
+        valid=lambda stored: stored.shape[0] == len(records),
+    )
 
 
 def find_candidates(

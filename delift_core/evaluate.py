@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from delift_core.cache import UtilityCache
+from delift_core.cache import UtilityCache, read_through
 from delift_core.config import NO_EXAMPLE_TEMPLATE
 from delift_core.errors import ConfigError
 from delift_core.metrics import (
@@ -157,15 +157,14 @@ def embed_prompts(
     item's answer is unknown at retrieval time), cached under the embedder and prompt hashes."""
     texts = [r.prompt for r in records]
     digest = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:24]
-    key = f"prompt|{embedder.key}|{digest}"
-    if cache is not None:
-        stored = cache.get_array("embedding", key)
-        if stored is not None and stored.shape[0] == len(records):
-            return stored
-    vectors = embed_texts(embedder.model, texts)
-    if cache is not None:
-        cache.put_array("embedding", key, vectors, {"n": len(records), "embedder": embedder.key})
-    return vectors
+    return read_through(
+        cache,
+        "embedding",
+        ("prompt", embedder.key, digest),
+        lambda: embed_texts(embedder.model, texts),
+        meta={"n": len(records), "embedder": embedder.key},
+        valid=lambda stored: stored.shape[0] == len(records),
+    )
 
 
 def fit_prompt(

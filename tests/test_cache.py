@@ -79,3 +79,25 @@ def test_file_held_by_another_process_is_a_clear_error(tmp_path):
 def test_default_path_honours_env(monkeypatch, tmp_path):
     monkeypatch.setenv("DELIFT_CACHE", str(tmp_path / "x.duckdb"))
     assert default_cache_path() == tmp_path / "x.duckdb"
+
+
+def test_get_or_compute_reads_through_and_recomputes_what_is_rejected(tmp_path):
+    from delift_core.cache import array_key, read_through
+
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return np.arange(3, dtype=np.float32)
+
+    with UtilityCache(tmp_path / "c.duckdb") as cache:
+        first = cache.get_or_compute("embedding", ("m", "abc"), compute, meta={"n": 3})
+        again = cache.get_or_compute("embedding", ("m", "abc"), compute)
+        assert len(calls) == 1 and np.array_equal(first, again)
+        assert cache.get_meta("embedding", array_key("m", "abc")) == {"n": 3}
+        # a stored array the caller rejects (e.g. the wrong length) is computed again
+        cache.get_or_compute("embedding", ("m", "abc"), compute, valid=lambda a: len(a) == 4)
+        assert len(calls) == 2
+    assert array_key("m", "abc") == "m|abc"  # the layout of keys stored before
+    assert np.array_equal(read_through(None, "embedding", ("x",), compute), np.arange(3))
+    assert len(calls) == 3
