@@ -55,7 +55,9 @@ FEW_SHOT_QUERY = "Query:\n{prompt_i}\n"
 # Chat-tuned models answer the separating EOS with a role header line; it is not the answer.
 _ROLE_HEADERS = frozenset({"assistant", "model", "gpt", "bot"})
 
-ProgressFn = Callable[[str, int, int], None]
+# (phase, items done, items in all): the evaluation's steps are items, not forward passes, so
+# its callback differs from the scoring engine's `utility.ProgressFn`.
+StepProgressFn = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -193,7 +195,7 @@ def score_answers(
     answers: Sequence[str],
     config: EvalConfig,
     cache: UtilityCache | None = None,
-    on_progress: ProgressFn | None = None,
+    on_progress: StepProgressFn | None = None,
 ) -> np.ndarray:
     """Teacher-forced mean log-probability per gold token, (m,) float64.
 
@@ -249,7 +251,7 @@ def generate_answers(
     prompts: Sequence[list[int]],
     config: EvalConfig,
     cache: UtilityCache | None = None,
-    on_progress: ProgressFn | None = None,
+    on_progress: StepProgressFn | None = None,
 ) -> list[str]:
     """Greedy answers, one per prompt (prompt ids + [EOS], then up to max_new_tokens).
 
@@ -332,7 +334,7 @@ def evaluate_examples(
     example_embeddings: np.ndarray | None = None,
     test_embeddings: np.ndarray | None = None,
     cache: UtilityCache | None = None,
-    on_progress: ProgressFn | None = None,
+    on_progress: StepProgressFn | None = None,
 ) -> EvalResult:
     """Evaluate one example set (e.g. a selected subset) on the test items.
 
