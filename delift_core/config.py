@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
@@ -39,6 +40,12 @@ METRICS: tuple[str, ...] = ("rms", "logprob")
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _check_whole(name: str, value: object, minimum: int) -> None:
+    # numbers.Integral admits numpy integers; a bool or a float (2.5 rows) is refused.
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ConfigError(f"{name} must be a whole number >= {minimum}; got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -77,7 +84,10 @@ class ScoringConfig:
 
     mode: "exact" scores every (target, example) pair; "sparse" only each target's k nearest
     candidates by sentence embedding, plus itself when the target is also a candidate.
-    max_batch_tokens bounds the padded tokens per forward batch (memory).
+    max_batch_tokens bounds the padded tokens per forward batch (memory). max_prompt_tokens
+    bounds each prompt (and an example's answer, as context, to max_prompt_tokens +
+    max_response_tokens): a longer one is scored cut to that length (prompts.clip_records), so
+    that no single row can take all memory.
     """
 
     mode: Mode = "exact"
@@ -86,17 +96,15 @@ class ScoringConfig:
     max_batch_tokens: int = 8192
     template: TemplateConfig = field(default_factory=TemplateConfig)
     max_response_tokens: int = 512
+    max_prompt_tokens: int = 2048
 
     def __post_init__(self) -> None:
         _check_choice("mode", self.mode, MODES)
-        if self.k < 1:
-            raise ConfigError(f"k must be at least 1; got {self.k}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch size must be at least 1; got {self.batch_size}")
-        if self.max_batch_tokens < 64:
-            raise ConfigError(f"max_batch_tokens must be at least 64; got {self.max_batch_tokens}")
-        if self.max_response_tokens < 1:
-            raise ConfigError("max_response_tokens must be at least 1")
+        _check_whole("k", self.k, 1)
+        _check_whole("batch size", self.batch_size, 1)
+        _check_whole("max_batch_tokens", self.max_batch_tokens, 64)
+        _check_whole("max_response_tokens", self.max_response_tokens, 1)
+        _check_whole("max_prompt_tokens", self.max_prompt_tokens, 1)
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -3,6 +3,10 @@
 Values JSON cannot hold, as Parquet and Arrow files give them, are written as text: timestamps,
 dates and times in ISO 8601, durations as ISO 8601 durations (PT1.5S), decimals as their
 digits, binary values in base64. An existing export is replaced only when the caller says so.
+
+Every output is JSON (JSON Lines and the manifest), never CSV or a spreadsheet: text starting
+with = + - @ is data here, not a formula, and is written as it is. A CSV export, if one is
+added, must quote such cells (prefix a ') in that format only.
 """
 
 from __future__ import annotations

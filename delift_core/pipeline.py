@@ -16,7 +16,7 @@ from delift_core.config import DEFAULT_QUALITY_SIGNAL, ScoringConfig
 from delift_core.embeddings import embed_records, find_candidates
 from delift_core.errors import ConfigError
 from delift_core.models import LanguageModel
-from delift_core.prompts import TextPair
+from delift_core.prompts import TextPair, clip_records
 from delift_core.quality import (
     AnswerScores,
     plain_scope,
@@ -122,15 +122,26 @@ def score_stage(
         assert embedder is not None
         return embed_records(records, embedder.model, embedder.key, cache)
 
+    def clip(records: Sequence[TextPair]) -> list[TextPair]:
+        return clip_records(
+            lm.tokenizer, records, config.max_prompt_tokens, config.max_response_tokens
+        )
+
+    # Rows are scored with overlong prompts cut (clip_records); candidates come from the texts
+    # as they are.
+    cut_pool = clip(pool)
+
     def run(phase: str, rows: Sequence[TextPair], cols: Sequence[TextPair], same: bool):
         candidates = _candidates(config, rows, cols, same, embed)
+        cut_rows = cut_pool if rows is pool else clip(rows)
+        cut_cols = cut_pool if cols is pool else clip(cols)
 
         def report(p: Progress) -> None:
             if on_progress is not None:
                 on_progress(phase, p)
 
         return (compute or compute_utility)(
-            lm, rows, cols, config, candidates=candidates, cache=cache,
+            lm, cut_rows, cut_cols, config, candidates=candidates, cache=cache,
             on_progress=report, should_cancel=should_cancel,
         )  # fmt: skip
 
@@ -143,7 +154,7 @@ def score_stage(
             on_progress("quality", p)
 
     answers = score_answers(
-        lm, pool, config, cache=cache, on_progress=report_quality, should_cancel=should_cancel
+        lm, cut_pool, config, cache=cache, on_progress=report_quality, should_cancel=should_cancel
     )
     return StageUtilities(pool_result, query, private, answers)
 
@@ -232,6 +243,10 @@ def stage_key(
     parts = [model_id, config.template.hash, config.mode, str(config.max_response_tokens), "q1"]
     if config.mode == "sparse":
         parts.append(f"k{config.k}")
+    if config.max_prompt_tokens != ScoringConfig.max_prompt_tokens:
+        # Only a cap other than the default changes the key: stages stored before the cap
+        # existed stay found (they differ only where a prompt was longer than the default).
+        parts.append(f"p{config.max_prompt_tokens}")
     parts += [pool_hash, targets_hash or "-", existing_hash or "-"]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 

@@ -8,11 +8,12 @@ once.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from delift_core.config import TemplateConfig
 
@@ -50,6 +51,63 @@ def with_example_text(template: TemplateConfig, target: TextPair, example: TextP
         prompt_j=example.prompt,
         response_j=example.response,
     )
+
+
+@dataclass(frozen=True)
+class ClippedPair:
+    """A record cut to the token caps of `clip_records`. Its hash is derived from the uncut
+    record's and the caps, so that its scores never mix with the uncut record's in the cache."""
+
+    prompt: str
+    response: str
+    hash: str
+
+
+def clip_text(tokenizer: Any, text: str, max_tokens: int) -> str:
+    """`text` cut after its first `max_tokens` tokens (no special tokens; a cut inside a word
+    may re-encode to a token more or less); `text` itself when it is no longer."""
+    # No tokenizer makes more than 4 tokens of one character (one per UTF-8 byte, at worst)
+    # plus one word-start mark: shorter texts need no encoding.
+    if 4 * len(text) + 1 <= max_tokens:
+        return text
+    fast = getattr(tokenizer, "is_fast", False)
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=fast)
+    ids = enc["input_ids"]
+    if len(ids) <= max_tokens:
+        return text
+    if fast:  # cut the text itself, at the end of the last token kept
+        return text[: enc["offset_mapping"][max_tokens - 1][1]]
+    return tokenizer.decode(ids[:max_tokens])
+
+
+def clip_records(
+    tokenizer: Any,
+    records: Sequence[TextPair],
+    max_prompt_tokens: int,
+    max_response_tokens: int,
+) -> list[TextPair]:
+    """The records with each prompt cut to `max_prompt_tokens` tokens and each response to
+    `max_prompt_tokens + max_response_tokens` (an example's response is context in front of
+    the target's prompt; the cut lies far beyond the `max_response_tokens` scored, so those
+    stay as they were). Records within the caps are returned as they are."""
+    out: list[TextPair] = []
+    clipped = 0
+    for record in records:
+        prompt = clip_text(tokenizer, record.prompt, max_prompt_tokens)
+        response = clip_text(tokenizer, record.response, max_prompt_tokens + max_response_tokens)
+        if prompt == record.prompt and response == record.response:
+            out.append(record)
+            continue
+        clipped += 1
+        tag = f"{record.hash}|clip:p{max_prompt_tokens}:r{max_response_tokens}"
+        out.append(ClippedPair(prompt, response, hashlib.sha256(tag.encode()).hexdigest()))
+    if clipped:
+        log.warning(
+            "%d of %d records are longer than %d prompt tokens (or their answers than %d"
+            " tokens) and are scored cut to that length",
+            clipped, len(records), max_prompt_tokens, max_prompt_tokens + max_response_tokens,
+        )  # fmt: skip
+    return out
 
 
 def _split_with_example(template: TemplateConfig) -> tuple[str, str]:

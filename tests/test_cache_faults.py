@@ -145,7 +145,7 @@ def test_a_lock_released_within_the_wait_is_taken(tmp_path):
         holder.wait()
 
 
-@pytest.mark.parametrize("command", ["score", "select"])
+@pytest.mark.parametrize("command", ["score", "select", "eval"])
 def test_cli_checks_the_cache_before_loading_the_model(
     good_cache, tmp_path, monkeypatch, capsys, command
 ):
@@ -158,13 +158,19 @@ def test_cli_checks_the_cache_before_loading_the_model(
         raise AssertionError("the model must not load before the cache is checked")
 
     monkeypatch.setattr(scoring, "load_causal_lm", never)
+    monkeypatch.setattr(scoring, "load_embedder", never)
     cache = _damaged_copy(good_cache, tmp_path, "garbage")
     before = cache.read_bytes()
     pool = tmp_path / "pool.jsonl"
     rows = [{"instruction": f"Task {i}", "input": "", "output": f"{i}"} for i in range(4)]
     pool.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    out = tmp_path / ("scores" if command == "score" else "subset.jsonl")
-    code = main([command, str(pool), "--out", str(out), "--cache", str(cache)])
+    out = tmp_path / {"score": "scores", "select": "subset.jsonl", "eval": "report.json"}[command]
+    test = tmp_path / "test.jsonl"
+    test.write_text(
+        "".join(json.dumps({**r, "instruction": f"Test {r['output']}"}) + "\n" for r in rows)
+    )
+    extra = ["--test", str(test)] if command == "eval" else []
+    code = main([command, str(pool), "--out", str(out), "--cache", str(cache), *extra])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and loaded == []
     assert len(err) == 1 and str(cache) in err[0] and "damaged" in err[0]

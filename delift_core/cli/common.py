@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -44,16 +44,41 @@ def budget_arg(text: str) -> float | int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """argparse type of a whole-number option that must be at least `minimum`: a value below
+    it is an argparse error naming the option, never silently replaced by a default."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a whole number >= {minimum}; got {text!r}"
+            ) from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}; got {value}")
+        return value
+
+    return parse
+
+
+positive_int = whole_number(1)
+
+
 def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     """Data, model and scoring options shared by score, select and eval."""
     parser.add_argument(
         "data", help="pool data file (JSONL, JSON, CSV, Parquet) or HF dataset folder"
     )
-    parser.add_argument("--limit", type=int, help="use only the first N pool rows")
+    parser.add_argument("--limit", type=positive_int, help="use only the first N pool rows")
     parser.add_argument("--targets", help="target set (task-specific stage)")
-    parser.add_argument("--targets-limit", type=int, help="use only the first N target rows")
+    parser.add_argument(
+        "--targets-limit", type=positive_int, help="use only the first N target rows"
+    )
     parser.add_argument("--existing", help="existing set (continual stage)")
-    parser.add_argument("--existing-limit", type=int, help="use only the first N existing rows")
+    parser.add_argument(
+        "--existing-limit", type=positive_int, help="use only the first N existing rows"
+    )
     parser.add_argument(
         "--skip-invalid", action="store_true",
         help="leave out invalid records (e.g. an empty output) with a warning instead of stopping",
@@ -63,7 +88,9 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
         help="map a source field, e.g. --field instruction=question (repeatable)",
     )  # fmt: skip
     parser.add_argument("--mode", choices=["exact", "sparse"], default="exact")
-    parser.add_argument("--k", type=int, default=8, help="candidates per target in sparse mode")
+    parser.add_argument(
+        "--k", type=positive_int, default=8, help="candidates per target in sparse mode"
+    )
     parser.add_argument(
         "--model", default="default", help="'default' (embedded SmolLM2) or a local HF model folder"
     )
@@ -72,12 +99,12 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--batch-size",
-        type=int,
+        type=positive_int,
         help="rows per forward batch (default 32; on CUDA sized from free memory)",
     )
     parser.add_argument(
         "--max-batch-tokens",
-        type=int,
+        type=whole_number(64),
         help="padded tokens per batch (default 8192; on CUDA sized from free memory)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
@@ -152,12 +179,12 @@ class ModelOptions:
 
 def scoring_config(args: argparse.Namespace) -> ScoringConfig:
     """The ScoringConfig of the shared options (batch limits not given take the defaults)."""
-    return ScoringConfig(
-        mode=args.mode,
-        k=args.k,
-        batch_size=args.batch_size or ScoringConfig.batch_size,
-        max_batch_tokens=args.max_batch_tokens or ScoringConfig.max_batch_tokens,
-    )
+    given = {
+        name: getattr(args, name)
+        for name in ("batch_size", "max_batch_tokens")
+        if getattr(args, name) is not None
+    }
+    return ScoringConfig(mode=args.mode, k=args.k, **given)
 
 
 @dataclass(frozen=True)

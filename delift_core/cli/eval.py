@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from delift_core.cache import UtilityCache
+from delift_core.cache import UtilityCache, check_cache
 from delift_core.cli.common import (
     InputOptions,
     ModelOptions,
@@ -27,8 +27,10 @@ from delift_core.cli.common import (
     add_input_arguments,
     budget_arg,
     load_inputs,
+    positive_int,
     print_warnings,
     scoring_config,
+    whole_number,
 )
 from delift_core.cli.eval_report import EvalPlan, eval_payload, format_summary
 from delift_core.cli.scoring import load_lm, load_sentence_embedder
@@ -51,12 +53,10 @@ from delift_core.utility import Progress
 
 
 def _int_list(text: str) -> list[int]:
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected whole numbers like 0,1,2; got {text!r}"
-        ) from None
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not all(part.isascii() and part.isdigit() for part in parts):
+        raise argparse.ArgumentTypeError(f"expected whole numbers >= 0 like 0,1,2; got {text!r}")
+    return [int(part) for part in parts]
 
 
 def add_parser(subparsers: Any) -> None:
@@ -68,7 +68,7 @@ def add_parser(subparsers: Any) -> None:
     )
     add_input_arguments(p)
     p.add_argument("--test", required=True, help="test set (disjoint from the data)")
-    p.add_argument("--test-limit", type=int, help="use only the first N test rows")
+    p.add_argument("--test-limit", type=positive_int, help="use only the first N test rows")
     p.add_argument("--stage", choices=["auto", "instruction", "task", "continual"], default="auto")
     p.add_argument("--budget", type=budget_arg, default=0.3, help="fraction (0.3) or count (50)")
     p.add_argument(
@@ -79,14 +79,18 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--seeds", type=_int_list, default=[0, 1, 2], help="random-subset seeds")
     p.add_argument("--kernel", choices=["minmax", "clip"], default="minmax")
     p.add_argument("--metric", choices=["rms", "logprob"], default="rms")
-    p.add_argument("--shots", type=int, default=5, help="retrieved examples per test prompt")
-    p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--max-prompt-tokens", type=int, default=2048)
-    p.add_argument("--max-answer-tokens", type=int, default=512)
     p.add_argument(
-        "--generate", type=int, help="generate for the first N test rows only (default all; 0 none)"
+        "--shots", type=whole_number(0), default=5, help="retrieved examples per test prompt"
     )
-    p.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples")
+    p.add_argument("--max-new-tokens", type=positive_int, default=128)
+    p.add_argument("--max-prompt-tokens", type=positive_int, default=2048)
+    p.add_argument("--max-answer-tokens", type=positive_int, default=512)
+    p.add_argument(
+        "--generate",
+        type=whole_number(0),
+        help="generate for the first N test rows only (default all; 0 none)",
+    )
+    p.add_argument("--resamples", type=positive_int, default=10_000, help="bootstrap resamples")
     p.add_argument("--out", help="write the summary and per-item scores as JSON here")
     p.add_argument(
         "--protocol", choices=list(PROTOCOLS), default="icl",
@@ -94,12 +98,16 @@ def add_parser(subparsers: Any) -> None:
     )  # fmt: skip
     ft = p.add_argument_group("fine-tuning (--protocol finetune)")
     ft.add_argument("--ft-method", choices=list(FINETUNE_METHODS), help="default lora")
-    ft.add_argument("--epochs", type=int, help="default 3")
+    ft.add_argument("--epochs", type=positive_int, help="default 3")
     ft.add_argument("--learning-rate", type=float, help="default 2e-4 (lora), 5e-5 (full)")
-    ft.add_argument("--lora-rank", type=int, help="default 16")
+    ft.add_argument("--lora-rank", type=positive_int, help="default 16")
     ft.add_argument("--lora-alpha", type=float, help="default twice the rank")
-    ft.add_argument("--train-batch-size", type=int, help="rows per training step (default 8)")
-    ft.add_argument("--train-max-tokens", type=int, help="tokens per training row (default 512)")
+    ft.add_argument(
+        "--train-batch-size", type=positive_int, help="rows per training step (default 8)"
+    )
+    ft.add_argument(
+        "--train-max-tokens", type=whole_number(8), help="tokens per training row (default 512)"
+    )
     ft.add_argument("--train-seeds", type=_int_list, help="training seeds (default 0), averaged")
     ft.add_argument("--save-adapter", metavar="DIR", help="save the LoRA adapter or full weights")
     p.set_defaults(func=run)
@@ -252,6 +260,8 @@ def evaluate_methods(
         targets=inputs.targets.records if inputs.targets else None,
         existing=inputs.existing.records if inputs.existing else None,
     )  # fmt: skip
+    # A damaged or busy cache is reported now, not after the models have loaded.
+    check_cache(models.cache)
     lm = load_lm(models)
     embedder = load_sentence_embedder(models)
     reporter = EvalProgress(len(test_set), plan.save_adapter)

@@ -17,6 +17,7 @@ from delift_core.cli.common import (
     add_input_arguments,
     describe_inputs,
     load_inputs,
+    positive_int,
     scoring_config,
 )
 from delift_core.cli.scoring import RayOptions, StageRun, compute_stage, pool_quality
@@ -40,8 +41,15 @@ def add_parser(subparsers: Any) -> None:
         "--backend", choices=["local", "ray"], default="local",
         help="score in this process, or shard the work over Ray workers",
     )  # fmt: skip
-    score.add_argument("--workers", type=int, default=2, help="Ray workers (--backend ray)")
+    score.add_argument(
+        "--workers", type=positive_int, default=2, help="Ray workers (--backend ray)"
+    )
     score.add_argument("--ray-address", help="a running Ray cluster (default: start a local one)")
+    score.add_argument(
+        "--overwrite", action="store_true",
+        help="replace the matrices, quality.jsonl and manifest.json of an earlier run in --out"
+        " (default: refuse)",
+    )  # fmt: skip
     score.set_defaults(func=run)
 
 
@@ -51,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     ray = RayOptions(args.workers, args.ray_address) if args.backend == "ray" else None
     return score_to_folder(
         InputOptions.from_args(args), ModelOptions.from_args(args), scoring_config(args),
-        out=Path(args.out), metric=args.metric, ray=ray,
+        out=Path(args.out), metric=args.metric, ray=ray, overwrite=args.overwrite,
     )  # fmt: skip
 
 
@@ -63,11 +71,12 @@ def score_to_folder(
     out: Path,
     metric: str,
     ray: RayOptions | None = None,
+    overwrite: bool = False,
 ) -> int:
-    """Score the inputs and write the matrices, quality.jsonl and manifest.json into `out`."""
+    """Score the inputs and write the matrices, quality.jsonl and manifest.json into `out`
+    (files of an earlier run there are replaced only with `overwrite`)."""
+    check_output_folder(out, overwrite)
     inputs = load_inputs(options)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} exists and is not a folder")
     started = time.perf_counter()
     stage = compute_stage(inputs, config, models, ray)
     written, stats = write_matrices(stage, out, config.mode, metric)
@@ -91,6 +100,10 @@ def score_to_folder(
         "seconds": round(seconds, 3),
     }
     write_json_atomic(out / "manifest.json", manifest)
+    # An overwritten folder holds this run alone: an earlier run's matrix this one did not
+    # compute (other mode, other sets) would otherwise sit beside the new manifest.
+    for name in set(output_names()) - {*written.values(), "manifest.json"}:
+        (out / name).unlink(missing_ok=True)
     print(
         f"wrote {', '.join(written.values())} to {out} "
         f"({manifest['pairs_computed']} pairs computed, {manifest['pairs_reused']} reused, "
@@ -98,6 +111,29 @@ def score_to_folder(
         file=sys.stderr,
     )
     return 0
+
+
+def output_names() -> list[str]:
+    """Every file name `delift score` may write into its folder, in either mode."""
+    matrices = [f"{name}{suffix}" for name in MATRIX_FILES.values() for suffix in (".npy", ".npz")]
+    return [*matrices, "quality.jsonl", "manifest.json"]
+
+
+def check_output_folder(out: Path, overwrite: bool) -> None:
+    """Fail before any work when `out` is no folder, or holds the output of an earlier run
+    and `overwrite` is not given (any of them: a new run beside an old one's files would mix
+    two runs in one folder)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a folder")
+    if overwrite:
+        return
+    for name in output_names():
+        path = out / name
+        if path.exists() or path.is_symlink():
+            raise ConfigError(
+                f"{path} already exists; nothing was written. Choose another --out folder, or"
+                " add --overwrite to replace the earlier run's files"
+            )
 
 
 def write_matrices(

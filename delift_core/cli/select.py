@@ -19,6 +19,7 @@ from delift_core.cli.common import (
     describe_inputs,
     load_inputs,
     scoring_config,
+    whole_number,
 )
 from delift_core.cli.scoring import PoolQuality, compute_stage, embed_inputs
 from delift_core.config import (
@@ -76,7 +77,7 @@ def add_parser(subparsers: Any) -> None:
     )
     select.add_argument("--kernel", choices=["minmax", "clip"], default="minmax")
     select.add_argument("--metric", choices=["rms", "logprob"], default="rms")
-    select.add_argument("--seed", type=int, default=0)
+    select.add_argument("--seed", type=whole_number(0), default=0)
     select.add_argument(
         "--out", required=True, help="output .jsonl file (a manifest is written beside it)"
     )
