@@ -182,9 +182,33 @@ def _duplicate_error(text: str, key: str, label: str, line: int | None) -> DataE
     )
 
 
+# Deepest nesting of JSON arrays and objects accepted (records need 4 or 5 levels). The decoder's
+# own limit is Python's recursion limit minus the stack already in use, so it differs between
+# the CLI and the app (whose stack is deeper, about 90 levels left); this fixed limit, below
+# both, makes them accept the same files.
+MAX_JSON_DEPTH = 64
+_TOO_DEEP = object()
+
+
+def json_depth(value: Any) -> int:
+    """Deepest nesting of lists and dicts in a decoded JSON value (a scalar is 0)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
+
+
 def _parse_json(text: str, label: str, line: int | None) -> Any:
     try:
-        return _DECODER.decode(text)
+        value = _DECODER.decode(text)
     except _DuplicateKey as exc:
         raise _duplicate_error(text, exc.key, label, line) from None
     except json.JSONDecodeError as exc:
@@ -194,7 +218,17 @@ def _parse_json(text: str, label: str, line: int | None) -> Any:
             line=exc.lineno if line is None else line,
         ) from None
     except RecursionError:
-        raise DataError("JSON nested too deeply", path=label, line=line) from None
+        value = _TOO_DEEP  # deeper than the stack allows, so deeper than the limit too
+    # Counting brackets is cheap and bounds the depth: most texts need no closer look.
+    if value is _TOO_DEEP or (
+        text.count("[") + text.count("{") > MAX_JSON_DEPTH and json_depth(value) > MAX_JSON_DEPTH
+    ):
+        raise DataError(
+            f"JSON nested too deeply (more than {MAX_JSON_DEPTH} levels of arrays and objects)",
+            path=label,
+            line=line,
+        )
+    return value
 
 
 def read_text_rows(data: bytes, fmt: str, label: str, notes: Notes) -> Iterator[tuple[int, Any]]:
