@@ -11,7 +11,7 @@ import streamlit as st
 from delift_core import paths
 from delift_core.data import SUPPORTED_FORMATS, Dataset, dataset_stats
 from delift_core.errors import ConfigError, DataError, FieldMapNeeded
-from ui import layout, registry, services, state
+from ui import layout, registry, services, state, workspaces
 
 svc = layout.setup_page("Data")
 
@@ -40,7 +40,7 @@ source = st.radio(
 )
 
 spec: dict[str, Any] | None = None
-upload = None
+upload = earlier = None
 if source == "demo":
     st.caption(
         "assets/demo.jsonl: 300 short instruction records in six task families (grammar, "
@@ -62,6 +62,15 @@ else:
             key="data_upload",
         )
         st.caption(f"Formats: {SUPPORTED_FORMATS} (folders only via a local path).")
+        # Earlier uploads of this workspace only: other sessions' files are never listed.
+        uploads = dict(workspaces.list_uploads(svc.cache, svc.workspace))
+        if uploads:
+            earlier = st.selectbox(
+                "Or load a file uploaded earlier in this workspace",
+                [None, *uploads],
+                format_func=lambda d: "(none)" if d is None else uploads[d]["name"],
+                key="data_earlier_upload",
+            )
     else:
         roots = layout.escape_md(", ".join(map(str, paths.data_roots())))
         path = st.text_input(
@@ -124,11 +133,18 @@ if st.button("Load data", type="primary", key="data_load"):
                 f"a {role} is already loaded: tick 'Replace the loaded {role}' to replace it"
             )
         if source == "upload":
-            if upload is None:
+            if upload is None and earlier is None:
                 raise DataError("choose a file to upload first")
-            data = upload.getvalue()
-            spec["name"] = upload.name
-            spec["digest"] = registry.store_upload(svc.cache, upload.name, data)
+            # The spec names its workspace: the pages of others do not offer its data.
+            spec["workspace"] = svc.workspace
+            if upload is not None:
+                data = upload.getvalue()
+                spec["name"] = upload.name
+                spec["digest"] = workspaces.store_upload(
+                    svc.cache, svc.workspace, upload.name, data
+                )
+            else:
+                spec["name"], spec["digest"] = uploads[earlier]["name"], earlier
         if source == "path":
             # Confined to the data roots; the resolved path is kept, so that a link changed
             # later cannot lead the stored source elsewhere.

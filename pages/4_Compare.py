@@ -27,7 +27,7 @@ svc = layout.setup_page("Compare")
 cache, manager = svc.cache, svc.manager
 
 st.title("Compare")
-saved = registry.list_selections(cache)
+saved = registry.list_selections(cache, svc.workspace)
 if len(saved) < 2:
     st.info("Save at least two selections on the Select page to compare them.")
     st.page_link("pages/3_Select.py", label="Go to Select", icon=":material/filter_alt:")
@@ -54,7 +54,7 @@ if others:
 
 try:
     pool = registry.load_source(metas[chosen[0]]["pool"]["spec"], cache)
-    sets = {name: registry.load_selection(cache, name)[0] for name in chosen}
+    sets = {name: registry.load_selection(cache, name, svc.workspace)[0] for name in chosen}
 except DeliftError as exc:
     st.error(layout.escape_md(exc))
     st.stop()
@@ -159,6 +159,7 @@ generate = c2.number_input(
 )  # fmt: skip
 model = (metas[chosen[0]].get("model") or {}).get("name") or "default"
 params = tasks.evaluate_params(chosen, held_out, protocol, int(seeds), int(generate), model)
+params["workspace"] = svc.workspace  # the selections are this workspace's
 try:
     plan = evaluation.prepare(cache, params)
 except DeliftError as exc:
@@ -238,13 +239,18 @@ def _show_eval_job(job: JobState) -> None:
         )  # fmt: skip
 
 
+def _ours(job: JobState) -> bool:
+    return evaluation.workspace_of(job.params) == svc.workspace
+
+
 def _signature(jobs: list[JobState]) -> tuple[tuple[str, str], ...]:
     return tuple((j.id, j.state) for j in jobs)
 
 
 @st.fragment(run_every=1.0 if running else None)
 def eval_jobs_panel(was_active: tuple[tuple[str, str], ...]) -> None:
-    jobs = manager.list_jobs(kind=tasks.EVALUATE)
+    # Other workspaces' evaluations take the worker too, but are not shown here.
+    jobs = [j for j in manager.list_jobs(kind=tasks.EVALUATE) if _ours(j)]
     active = [j for j in jobs if j.active]
     for job in reversed(active):
         _show_eval_job(job)
@@ -259,7 +265,11 @@ def eval_jobs_panel(was_active: tuple[tuple[str, str], ...]) -> None:
 
 eval_jobs_panel(_signature(running))
 
-stored = eval_report.stored_results(cache, set(chosen))
+stored = [
+    (key, meta)
+    for key, meta in eval_report.stored_results(cache, set(chosen))
+    if evaluation.workspace_of(meta) == svc.workspace
+]
 if not stored:
     st.caption("No evaluation of these selections yet: choose the held-out items and the protocol "
                "above, then press Evaluate.")  # fmt: skip

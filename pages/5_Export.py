@@ -22,9 +22,9 @@ svc = layout.setup_page("Export")
 cache = svc.cache
 
 st.title("Export")
-saved = registry.list_selections(cache)
+saved = registry.list_selections(cache, svc.workspace)
 if not saved:
-    st.info("No saved selections yet: save one on the Select page.")
+    st.info(f"No saved selections in workspace {svc.workspace} yet: save one on the Select page.")
     st.page_link("pages/3_Select.py", label="Go to Select", icon=":material/filter_alt:")
     st.stop()
 
@@ -56,7 +56,7 @@ annotate = c2.checkbox(
 )
 
 try:
-    indices, record = registry.load_selection(cache, name)
+    indices, record = registry.load_selection(cache, name, svc.workspace)
     selection = SavedSelection.from_dict(record, indices, name=name)
     pool = registry.load_source(selection.pool["spec"], cache)
     check_pool(selection, pool.hash)

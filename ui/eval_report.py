@@ -13,8 +13,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from delift_core.cache import UtilityCache
-from ui import compare_plots, plots, registry
-from ui.evaluation import RESULT_KIND, RESULT_VERSION, indices_hash
+from ui import compare_plots, plots, workspaces
+from ui.evaluation import RESULT_KIND, RESULT_VERSION, indices_hash, workspace_of
 
 METRIC_LABELS = {
     "logprob": "mean log-prob per answer token",
@@ -59,7 +59,7 @@ def stale_selections(cache: UtilityCache, meta: Mapping[str, Any]) -> list[str]:
     """Selections of a stored evaluation that were saved again (or deleted) since."""
     changed = []
     for name, digest in meta.get("selection_hashes", {}).items():
-        indices = cache.get_array(registry.SELECTION_KIND, name)
+        indices = cache.get_array(workspaces.selection_kind(workspace_of(meta)), name)
         if indices is None or indices_hash(indices) != digest:
             changed.append(name)
     return changed

@@ -46,9 +46,9 @@ from delift_core.models import LanguageModel
 from delift_core.pipeline import Embedder
 from delift_core.prompts import TextPair
 from delift_core.selection import SelectionInputs, select_subset
-from ui import registry
+from ui import registry, workspaces
 
-RESULT_KIND = "evaluation"
+RESULT_KIND = workspaces.EVALUATION_KIND  # pruned with their workspace
 RESULT_VERSION = 1
 PROTOCOL_LABELS = {
     "icl": "Quick: in-context (the subset as few-shot examples)",
@@ -140,17 +140,24 @@ def _random_label(size: int, with_existing: bool, taken: Mapping[tuple, str]) ->
     return label
 
 
+def workspace_of(params: Mapping[str, Any]) -> str:
+    """The workspace an evaluation's selections belong to (its params or stored meta name it;
+    those from before workspaces: "shared")."""
+    return str(params.get("workspace") or workspaces.SHARED)
+
+
 def prepare(cache: UtilityCache, params: Mapping[str, Any]) -> EvalPlan:
     """Resolve an evaluation's data and plan its sets (fast; no model). Raises DeliftError
     with a message for the user.
 
-    params: {"selections": [names], "held_out": {"source": "split", "fraction", "seed"} or
-    {"source": "targets", "targets": handle, "limit"}, "seeds": [int], ...}.
+    params: {"selections": [names], "workspace": theirs, "held_out": {"source": "split",
+    "fraction", "seed"} or {"source": "targets", "targets": handle, "limit"}, "seeds": [int],
+    ...}.
     """
-    names = list(params["selections"])
+    names, workspace = list(params["selections"]), workspace_of(params)
     if not names:
         raise ConfigError("choose at least one selection to evaluate")
-    saved = {name: registry.load_selection(cache, name) for name in names}
+    saved = {name: registry.load_selection(cache, name, workspace) for name in names}
     pool_hashes = {meta["pool"]["hash"] for _, meta in saved.values()}
     if len(pool_hashes) != 1:
         raise ConfigError("the selections come from different pools; evaluate one pool at once")
@@ -379,6 +386,7 @@ def store_result(
         seed_means[label] = [float(np.nanmean(results[a.label].scores["logprob"])) for a in seeds]
     meta = {
         "version": RESULT_VERSION,
+        "workspace": workspace_of(params),
         "selections": [a.label for a in plan.selections],
         "selection_hashes": plan.selection_hashes,
         "pool": {"hash": plan.pool.hash, "rows": len(plan.pool)},

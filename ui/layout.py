@@ -13,13 +13,14 @@ import streamlit as st
 from delift_core.cache import UtilityCache
 from delift_core.errors import DeliftError
 from delift_core.jobs import JobManager
-from ui import registry, services, state
+from ui import registry, services, state, workspaces
 
 log = logging.getLogger(__name__)
 
 FAVICON = Path(__file__).resolve().parents[1] / "assets" / "favicon.png"
 # Rows of the demo set loaded at start-up: small enough to score in minutes on a CPU.
 DEMO_START_ROWS = 60
+TOUCHED = "workspace_touched"  # the workspace whose use this session has recorded
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
 
 
@@ -27,6 +28,7 @@ _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
 class Services:
     cache: UtilityCache
     manager: JobManager
+    workspace: str  # this session's (ui.workspaces): uploads and selections are stored there
 
 
 def escape_md(text: Any) -> str:
@@ -62,13 +64,17 @@ def setup_page(title: str) -> Services:
     outside host, and the app makes no outside requests."""
     st.set_page_config(page_title=f"{title} · DELIFT Studio", page_icon=str(FAVICON), layout="wide")
     try:
-        svc = Services(services.get_cache(), services.get_manager())
+        workspace = state.current_workspace() or workspaces.SHARED
+        svc = Services(services.get_cache(), services.get_manager(), workspace)
     except DeliftError as exc:
         st.error(f"The cache cannot be opened: {escape_md(exc)}")
         st.stop()
         raise  # st.stop() raises; this keeps type checkers content
+    if st.session_state.get(TOUCHED) != workspace:  # one write per session and workspace
+        workspaces.touch(svc.cache, workspace)
+        st.session_state[TOUCHED] = workspace
     _load_default_pool(svc.cache)
-    _draw_sidebar(svc)
+    _draw_sidebar(svc, workspace)
     return svc
 
 
@@ -85,8 +91,32 @@ def _load_default_pool(cache: UtilityCache) -> None:
     state.set_handle("pool", registry.make_handle(spec, ds))
 
 
-def _draw_sidebar(svc: Services) -> None:
+def _workspace_box(workspace: str) -> None:
+    """The session's workspace, and a field to open a named one (shared on purpose)."""
+    st.caption("Workspace")
+    st.text(workspace)
+    error = st.session_state.pop(state.WORKSPACE_ERROR, None)
+    if error:
+        st.error(f"Not opened: {escape_md(error)}")
+    name = st.text_input(
+        "Open a named workspace",
+        key="workspace_name",
+        placeholder="team-a",
+        help="Uploads, saved selections and evaluations belong to a workspace; other browser"
+        " sessions see them only by opening the same workspace (letters, digits, dashes)."
+        " A new session starts in a private one. The address bar carries it: ?workspace=NAME.",
+    )
+    if st.button("Open", key="workspace_open", disabled=not name.strip()):
+        try:
+            state.switch_workspace(name)
+        except DeliftError as exc:
+            st.session_state[state.WORKSPACE_ERROR] = str(exc)
+        st.rerun()
+
+
+def _draw_sidebar(svc: Services, workspace: str) -> None:
     with st.sidebar:
+        _workspace_box(workspace)
         st.caption("Loaded data")
         any_data = False
         for role, handle in state.handles().items():

@@ -3,6 +3,7 @@
 Datasets are kept here by content hash so that session state holds only small handles
 ({spec, hash, label, rows}); a handle's `spec` says how to load the data again (demo set, local
 path, or an upload stored in the cache), which is what lets a score run resume after a restart.
+Uploads and saved selections are stored per workspace by ui.workspaces.
 Job functions (ui/tasks.py) run in the worker thread and use only this module and the library.
 
 Loaded datasets and uploaded files are bounded by bytes, least recently used first out
@@ -12,7 +13,6 @@ when next used. Model folders are named by their resolved path (canonical_model)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -44,18 +44,15 @@ from delift_core.pipeline import Embedder, StageUtilities, load_stage
 from delift_core.projection import load_projection
 from delift_core.quality import quality_score, quality_signals
 from delift_core.selection import SelectionInputs, SelectionResult, select_subset
-from ui import memory
+from ui import memory, workspaces
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_PATH = ROOT / "assets" / "demo.jsonl"
 TEST_MODEL_ENV = "DELIFT_TEST_MODEL"
-UPLOAD_KIND = "upload"
-SELECTION_KIND = "selection"
 
 _lock = threading.RLock()
 _datasets = memory.ByteBoundedStore()  # dataset hash -> Dataset
 _by_spec: dict[str, str] = {}  # canonical spec -> dataset hash
-_uploads = memory.ByteBoundedStore()  # digest -> (name, bytes), this process only
 _stages: OrderedDict[tuple[str, str], StageUtilities] = OrderedDict()
 _selections: OrderedDict[tuple, SelectionResult] = OrderedDict()
 _signals: OrderedDict[tuple, dict[str, np.ndarray]] = OrderedDict()
@@ -122,31 +119,9 @@ def _canonical(spec: dict[str, Any]) -> str:
 def reset() -> None:
     """Forget every dataset, upload and result held in memory (tests)."""
     with _lock:
-        for store in (_datasets, _by_spec, _uploads, _stages, _selections, _signals):
+        for store in (_datasets, _by_spec, _stages, _selections, _signals):
             store.clear()
-
-
-def store_upload(cache: UtilityCache, name: str, data: bytes) -> str:
-    """Keep an uploaded file's bytes (memory and cache) and return its sha256 digest."""
-    digest = hashlib.sha256(data).hexdigest()
-    limit = memory.upload_limit()
-    with _lock:
-        _uploads.put(digest, (name, data), len(data), limit)
-    if cache.get_meta(UPLOAD_KIND, digest) is None:
-        array = np.frombuffer(data, dtype=np.uint8)
-        cache.put_array(UPLOAD_KIND, digest, array, {"name": name, "bytes": len(data)})
-    return digest
-
-
-def _upload_bytes(cache: UtilityCache | None, digest: str) -> bytes:
-    with _lock:
-        kept = _uploads.get(digest)
-    if kept is not None:
-        return kept[1]
-    stored = None if cache is None else cache.get_array(UPLOAD_KIND, digest)
-    if stored is None:
-        raise DataError("the uploaded file is no longer available; upload it again")
-    return stored.tobytes()
+    workspaces.forget_uploads()
 
 
 def source_label(spec: dict[str, Any]) -> str:
@@ -170,7 +145,8 @@ def source_label(spec: dict[str, Any]) -> str:
 def load_source(spec: dict[str, Any], cache: UtilityCache | None) -> Dataset:
     """Load (or reuse) the dataset a spec describes.
 
-    spec: {"kind": "demo" | "path" | "upload", "path" (path), "name" and "digest" (upload),
+    spec: {"kind": "demo" | "path" | "upload", "path" (path), "name", "digest" and "workspace"
+    (upload; the bytes are found by digest whatever the workspace),
     "offset": rows to skip, "limit": rows to keep (None = all), "field_map": {...} | None,
     "skip_invalid": leave out invalid records with a warning instead of refusing the file}.
     Raises DataError or ConfigError with a message for the user.
@@ -197,7 +173,7 @@ def load_source(spec: dict[str, Any], cache: UtilityCache | None) -> Dataset:
             raise DataError("give a file or folder path")
         ds = load_dataset(path, **options, skip_invalid=bool(spec.get("skip_invalid")))
     elif kind == "upload":
-        data = _upload_bytes(cache, str(spec.get("digest")))
+        data = workspaces.upload_bytes(cache, str(spec.get("digest")))
         name = str(spec.get("name"))
         ds = load_bytes(data, name, **options, skip_invalid=bool(spec.get("skip_invalid")))
     else:
@@ -227,7 +203,7 @@ def register(ds: Dataset, canonical: str | None = None) -> None:
 def memory_in_use() -> dict[str, int]:
     """Bytes held now: {"datasets": estimated, "uploads": file bytes} (for tests and status)."""
     with _lock:
-        return {"datasets": _datasets.total_bytes, "uploads": _uploads.total_bytes}
+        return {"datasets": _datasets.total_bytes, "uploads": workspaces.uploads_in_memory()}
 
 
 def make_handle(spec: dict[str, Any], ds: Dataset) -> dict[str, Any]:
@@ -416,28 +392,48 @@ def full_selection(
     return result
 
 
-def list_selections(cache: UtilityCache) -> list[tuple[str, dict[str, Any]]]:
-    """(name, meta) of every saved selection, newest first."""
-    return [(key, meta) for key, meta, _ in cache.list_arrays(SELECTION_KIND)]
+# -- saved selections (stored per workspace: ui.workspaces) --------------------------------
 
 
-def load_selection(cache: UtilityCache, name: str) -> tuple[np.ndarray, dict[str, Any]]:
-    """A saved selection's pool indices (int64, in pick order) and its meta."""
-    indices = cache.get_array(SELECTION_KIND, name)
-    meta = cache.get_meta(SELECTION_KIND, name)
-    if indices is None or meta is None:
-        raise ConfigError(f"no saved selection named {name!r}")
-    return indices.astype(np.int64), meta
+def _session_workspace() -> str | None:
+    """The workspace of the browser session running this script; None outside one."""
+    from ui import state  # Streamlit: imported only when a page leaves the workspace out
+
+    return state.current_workspace()
+
+
+def _workspace(workspace: str | None) -> str:
+    if not (workspace := workspace or _session_workspace()):
+        raise ConfigError("no workspace: name one outside a browser session")
+    return workspace
+
+
+def list_selections(
+    cache: UtilityCache, workspace: str | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """(name, meta) of the saved selections of a workspace (default: this session's), newest
+    first."""
+    return workspaces.list_selections(cache, _workspace(workspace))
+
+
+def load_selection(
+    cache: UtilityCache, name: str, workspace: str | None = None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """A saved selection's pool indices (int64, in pick order) and its meta, from a workspace
+    (default: this session's; outside a session, tools and tests: the newest of any)."""
+    workspace = workspace or _session_workspace()
+    if workspace is None:
+        return workspaces.find_selection(cache, name)
+    return workspaces.load_selection(cache, workspace, name)
 
 
 def save_selection(
-    cache: UtilityCache, name: str, indices: np.ndarray, gains: np.ndarray, meta: dict[str, Any]
+    cache: UtilityCache,
+    name: str,
+    indices: np.ndarray,
+    gains: np.ndarray,
+    meta: dict[str, Any],
+    workspace: str | None = None,
 ) -> None:
-    """Store a named selection (indices in pick order; gains in meta, NaN as None)."""
-    name = name.strip()
-    if not name or len(name) > 80:
-        raise ConfigError("give the selection a name of 1 to 80 characters")
-    gain_list = [None if not np.isfinite(g) else float(g) for g in np.asarray(gains, float)]
-    cache.put_array(
-        SELECTION_KIND, name, np.asarray(indices, dtype=np.int64), {**meta, "gains": gain_list}
-    )
+    """Store a named selection in a workspace (default: this session's)."""
+    workspaces.save_selection(cache, _workspace(workspace), name, indices, gains, meta)

@@ -12,8 +12,9 @@ import logging
 import streamlit as st
 
 from delift_core.cache import UtilityCache, default_cache_path
+from delift_core.errors import ConfigError
 from delift_core.jobs import JobManager
-from ui import tasks
+from ui import tasks, workspaces
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +31,26 @@ def _open_cache(path: str) -> UtilityCache:
 @st.cache_resource(show_spinner=False)
 def _open_manager(path: str) -> JobManager:
     cache = _open_cache(path)
+    prune(cache)
     manager = JobManager(cache)
     started = tasks.resume_unfinished(manager, cache)
     if started:
         log.info("resumed %d unfinished run(s) after a restart", len(started))
     return manager
+
+
+def prune(cache: UtilityCache) -> list[str]:
+    """Remove the uploads, selections and evaluations of workspaces unused for
+    $DELIFT_WORKSPACE_RETENTION_DAYS (logged); a bad setting removes nothing."""
+    try:
+        days = workspaces.retention_days()
+    except ConfigError as exc:
+        log.warning("workspaces are not pruned: %s", exc)
+        return []
+    removed = workspaces.prune_workspaces(cache, None, days)
+    if removed:
+        log.info("removed %d workspace(s) unused for %d days", len(removed), days)
+    return removed
 
 
 def get_cache() -> UtilityCache:

@@ -1,11 +1,16 @@
 """Session-state keys and accessors. Session state holds small handles only: dataset handles
-({spec, hash, label, rows}), the chosen stage key and selection names, never arrays or models."""
+({spec, hash, label, rows}), the chosen stage key, selection names and the workspace, never
+arrays or models."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+from delift_core.errors import ConfigError
+from ui import workspaces
 
 DATA = "data"  # {role: handle}
 STAGE_KEY = "stage_key"  # the stage chosen on Select
@@ -15,6 +20,9 @@ CALIBRATED = "calibrated_models"  # models whose speed this session has asked to
 # whenever its figure changes (a new budget, method or pin redraws it).
 MAP_PICKS = "select_map_picks"
 MAP_EVENT = "select_map_event"  # the ids of the map's selection as last seen
+WORKSPACE = "workspace"  # this session's workspace (ui.workspaces), also in the URL
+WORKSPACE_PARAM = "workspace"  # ?workspace=NAME opens a workspace
+WORKSPACE_ERROR = "workspace_error"  # why a ?workspace= value was not used
 
 ROLES = ("pool", "targets", "existing")
 ROLE_LABELS = {
@@ -58,3 +66,31 @@ def mark_calibrated(model: str) -> bool:
         return False
     st.session_state[CALIBRATED] = done | {model}
     return True
+
+
+def current_workspace() -> str | None:
+    """This browser session's workspace; None outside a script run (a job's worker thread, a
+    tool). The first call of a session takes ?workspace=NAME when valid, else a new random
+    name, and writes it into the URL, so that a reload or a server restart keeps it."""
+    if get_script_run_ctx(suppress_warning=True) is None:
+        return None
+    asked = st.query_params.get(WORKSPACE_PARAM)
+    if asked and asked != st.session_state.get(WORKSPACE):
+        try:
+            st.session_state[WORKSPACE] = workspaces.check_name(asked)
+        except ConfigError as exc:
+            st.session_state[WORKSPACE_ERROR] = str(exc)
+    if not st.session_state.get(WORKSPACE):
+        st.session_state[WORKSPACE] = workspaces.new_session_id()
+    workspace = str(st.session_state[WORKSPACE])
+    if st.query_params.get(WORKSPACE_PARAM) != workspace:
+        st.query_params[WORKSPACE_PARAM] = workspace
+    return workspace
+
+
+def switch_workspace(name: str) -> str:
+    """Make `name` this session's workspace (ConfigError when not a valid name)."""
+    name = workspaces.check_name(name)
+    st.session_state[WORKSPACE] = name
+    st.query_params[WORKSPACE_PARAM] = name
+    return name

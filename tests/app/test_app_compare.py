@@ -12,14 +12,25 @@ from apptools import (
     demo_handle,
     frame,
     messages,
-    page,
     score,
     services,
     with_data,
 )
+from apptools import (
+    page as _page,
+)
 
 from delift_core.pipeline import list_stages
 from ui import plots, registry
+
+WS = "team-test"  # the workspace the selections are saved in
+
+
+def page(name: str):
+    """The page, opened in the workspace the selections are saved in."""
+    at = _page(name)
+    at.query_params["workspace"] = WS
+    return at
 
 
 def _save(name: str, indices: list[int], key: str, meta: dict, method: str, stage: str) -> None:
@@ -31,6 +42,7 @@ def _save(name: str, indices: list[int], key: str, meta: dict, method: str, stag
         np.full(len(indices), np.nan),
         {"method": method, "stage": stage, "kernel": "minmax", "metric": "rms", "stage_key": key,
          "pool": meta["pool"], "targets": meta.get("targets"), "existing": meta.get("existing")},
+        WS,
     )  # fmt: skip
 
 

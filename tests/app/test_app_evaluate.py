@@ -15,11 +15,13 @@ from apptools import (
     demo_handle,
     frame,
     messages,
-    page,
     score,
     services,
     wait_for_jobs,
     with_data,
+)
+from apptools import (
+    page as _page,
 )
 
 from delift_core.errors import CancelledError
@@ -27,6 +29,14 @@ from delift_core.pipeline import list_stages
 from ui import eval_report, evaluation, registry, tasks
 
 POOL_ROWS = 10
+WS = "team-eval"  # the workspace the selections are saved in
+
+
+def page(name: str):
+    """The page, opened in the workspace the selections are saved in."""
+    at = _page(name)
+    at.query_params["workspace"] = WS
+    return at
 
 
 def _save(name: str, indices: list[int], key: str, meta: dict, method: str) -> None:
@@ -38,6 +48,7 @@ def _save(name: str, indices: list[int], key: str, meta: dict, method: str) -> N
         np.full(len(indices), np.nan),
         {"method": method, "stage": "instruction", "kernel": "minmax", "metric": "rms",
          "stage_key": key, "pool": meta["pool"], "targets": None, "existing": None},
+        WS,
     )  # fmt: skip
 
 
@@ -119,7 +130,7 @@ def test_the_split_says_which_selections_never_picked_the_held_out_rows():
     records = registry.load_source(pool["spec"], None).records
     held = evaluation.split_indices(POOL_ROWS, evaluation.DEFAULT_FRACTION)
     meta["excluded_ids"] = [records[i].id for i in held]
-    registry.save_selection(cache, "sel-b", indices, np.full(len(indices), np.nan), meta)
+    registry.save_selection(cache, "sel-b", indices, np.full(len(indices), np.nan), meta, WS)
     at = with_data(page("4_Compare.py"), pool=pool).run()
     assert_clean(at)
     note = next(str(i.value) for i in at.info if "were part of the pool" in str(i.value))
@@ -174,7 +185,7 @@ def test_an_evaluation_can_be_cancelled():
     release = threading.Event()
     blocker = manager.submit("block", {}, lambda ctx: release.wait(60))
     params = tasks.evaluate_params(["sel-a", "sel-b"], {"source": "split", "fraction": 0.3},
-                                   "finetune", 3)  # fmt: skip
+                                   "finetune", 3) | {"workspace": WS}  # fmt: skip
     job_id = tasks.submit_evaluation(manager, cache, params)
     at = with_data(page("4_Compare.py"), pool=pool).run()
     assert_clean(at)
@@ -194,7 +205,7 @@ def test_a_running_evaluation_stops_when_cancelled(protocol):
     _two_selections()
     cache, _ = services()
     params = tasks.evaluate_params(["sel-a", "sel-b"], {"source": "split", "fraction": 0.3},
-                                   protocol, 3)  # fmt: skip
+                                   protocol, 3) | {"workspace": WS}  # fmt: skip
     plan = evaluation.prepare(cache, params)
     calls = []
 

@@ -8,10 +8,20 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from apptools import assert_clean, demo_handle, messages, page, score, services, with_data
+from apptools import assert_clean, demo_handle, messages, score, services, with_data
+from apptools import page as _page
 
 from delift_core.pipeline import list_stages
 from ui import registry
+
+WS = "team-test"  # the workspace the selections are saved in
+
+
+def page(name: str):
+    """The page, opened in the workspace the selections are saved in."""
+    at = _page(name)
+    at.query_params["workspace"] = WS
+    return at
 
 
 def _saved_selection(name: str = "picked", **extra: object) -> tuple[dict, list[int]]:
@@ -37,6 +47,7 @@ def _saved_selection(name: str = "picked", **extra: object) -> tuple[dict, list[
             "model": meta["model"],
             **extra,
         },
+        WS,
     )
     return pool, order
 
@@ -120,7 +131,7 @@ def test_the_default_selection_is_named_and_a_changed_pool_stops_the_export():
     _, meta = registry.load_selection(cache, "older")
     changed = {**meta, "pool": {**meta["pool"], "hash": "0" * 16}}
     indices, _ = registry.load_selection(cache, "older")
-    registry.save_selection(cache, "stale", indices, np.zeros(len(indices)), changed)
+    registry.save_selection(cache, "stale", indices, np.zeros(len(indices)), changed, WS)
     at = with_data(page("5_Export.py"), pool=pool)
     at.session_state["last_selection"] = "older"
     at.run()

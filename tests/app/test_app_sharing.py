@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from apptools import assert_clean, demo_handle, messages, page, services, wait_for_jobs, with_data
-from test_app_export import _saved_selection
+from apptools import assert_clean, demo_handle, messages, services, wait_for_jobs, with_data
+from test_app_export import _saved_selection, page  # opens the selections' workspace
 
 ROW = {"instruction": "Say hi", "input": "", "output": "hi"}
 

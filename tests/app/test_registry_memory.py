@@ -12,7 +12,7 @@ import pytest
 from delift_core.cache import UtilityCache
 from delift_core.data import load_dataset
 from delift_core.errors import ConfigError
-from ui import memory, registry
+from ui import memory, registry, workspaces
 
 
 def _write(path, rows: int, chars: int):
@@ -72,7 +72,9 @@ def test_uploads_in_memory_are_bounded_and_read_back_from_the_cache(tmp_path, mo
         json.dumps({"instruction": f"q{i}", "output": "a" * 600_000}).encode() for i in range(3)
     ]
     with UtilityCache(tmp_path / "c.duckdb") as cache:
-        digests = [registry.store_upload(cache, f"u{i}.jsonl", b) for i, b in enumerate(blobs)]
+        digests = [
+            workspaces.store_upload(cache, "t", f"u{i}.jsonl", b) for i, b in enumerate(blobs)
+        ]
         assert registry.memory_in_use()["uploads"] == len(blobs[2])  # one fits in 1 MB
         spec = {"kind": "upload", "name": "u0.jsonl", "digest": digests[0], "offset": 0}
         ds = registry.load_source(spec, cache)  # its bytes left memory: read from the cache
