@@ -131,15 +131,16 @@ def filter_section(
     """The Filter expander: one column, a range for a numeric one or categories for the
     others, and whether the filter constrains the selection (pins are never excluded)."""
     keep_all = np.ones(len(view), dtype=bool)
-    with st.expander("Filter"):
+    expander, note = st.expander("Filter"), st.container()  # the note: always one element
+    with expander:
         st.caption(
             "Show only the rows whose value lies in a range or is one of the chosen "
             "categories: the map and the linked table follow. As a constraint, the rows left "
             "out are excluded from the selection too (pinned rows stay)."
         )
         f1, f2 = st.columns([1, 2])
-        if st.session_state.get(FILTER_COLUMN_KEY) not in (NO_FILTER, *names):
-            st.session_state.pop(FILTER_COLUMN_KEY, None)
+        if st.session_state.get(FILTER_COLUMN_KEY, NO_FILTER) not in (NO_FILTER, *names):
+            st.session_state[FILTER_COLUMN_KEY] = NO_FILTER
         column = f1.selectbox("Filter by", [NO_FILTER, *names], key=FILTER_COLUMN_KEY)
         row_filter = RowFilter()
         if column != NO_FILTER:
@@ -158,7 +159,7 @@ def filter_section(
         left_out = curation.excluded_by_filter(mask, view.ids, keep=pins)
         outs = [view.position[s] for s in left_out]
     shown = f"Filter {row_filter.describe()}: {int(mask.sum()):,} of {len(view):,} rows shown"
-    st.caption(
+    note.caption(
         layout.escape_md(shown)
         + (f"; {len(outs):,} excluded from the selection." if constrain else ".")
     )
@@ -177,7 +178,9 @@ def _condition(where, table: pd.DataFrame, column: str) -> RowFilter:
         key = range_key(column)
         held = st.session_state.get(key)
         if held is not None:  # from a link, or a pool whose range was wider
-            st.session_state[key] = (max(low, min(held)), min(high, max(held)))
+            clipped = (max(low, min(held)), min(high, max(held)))
+            if tuple(held) != clipped:
+                st.session_state[key] = clipped
         default = {} if key in st.session_state else {"value": (low, high)}
         chosen = where.slider(f"{column} between", low, high, key=key, **default)
         if tuple(chosen) == (low, high):
@@ -186,7 +189,9 @@ def _condition(where, table: pd.DataFrame, column: str) -> RowFilter:
     labels = sorted(set(category_labels(values, max(len(values), 1))))
     key = values_key(column)
     if key in st.session_state:
-        st.session_state[key] = [v for v in st.session_state[key] if v in labels]
+        known = [v for v in st.session_state[key] if v in labels]
+        if known != list(st.session_state[key]):
+            st.session_state[key] = known
     kept = where.multiselect(f"{column} is one of", labels, key=key)
     return RowFilter(categories={column: kept})
 
@@ -207,7 +212,7 @@ def search_box(scores: Scores, view: PoolView) -> tuple[str, np.ndarray]:
     """The search box over instruction / input / output; returns the query and the matching
     pool indices (most similar first in semantic mode, else pool order)."""
     embeddings = registry.cached_embeddings(scores.cache, view.pool)
-    s1, s2 = st.columns([4, 1], vertical_alignment="bottom")
+    s1, s2 = st.columns([3, 1], vertical_alignment="bottom")
     query = s1.text_input(
         "Search the texts",
         key=SEARCH_KEY,
@@ -226,7 +231,7 @@ def search_box(scores: Scores, view: PoolView) -> tuple[str, np.ndarray]:
         return "", np.zeros(0, dtype=np.int64)
     if semantic and embeddings is not None:
         top_k = int(
-            st.number_input(
+            s2.number_input(
                 "Semantic matches", 1, len(view), min(SEMANTIC_TOP_K, len(view)), key=TOP_K_KEY
             )
         )
@@ -238,7 +243,8 @@ def search_box(scores: Scores, view: PoolView) -> tuple[str, np.ndarray]:
             return query, np.zeros(0, dtype=np.int64)
     else:
         found = match_texts(_texts(view.pool), query)
-    st.caption(f"{len(found):,} rows match the search.")
+    # In the columns, so that the elements below (the map) keep their place while one types.
+    s1.caption(f"{len(found):,} rows match the search.")
     return query, found
 
 
@@ -273,7 +279,7 @@ def linked_section(
         return []
     rows = curation.linked_rows(table, positions)
     st.caption(
-        f"{len(rows):,} rows ({'; '.join(what)}"
+        f"{len(rows):,} row{'s' if len(rows) != 1 else ''} ({'; '.join(what)}"
         + (", within the filter" if filtered.row_filter.active else "")
         + "). Click a column header to sort."
     )

@@ -26,8 +26,10 @@ def colour_choice(columns: Sequence[str], numeric: Sequence[str]) -> tuple[str, 
     """What the map is coloured by ("selection", or a column of the per-row table) and sized
     by (NO_SIZE, or a numeric column)."""
     c1, c2 = st.columns([3, 2])
-    if st.session_state.get(COLOUR_KEY) not in (SELECTION, *columns):
-        st.session_state.pop(COLOUR_KEY, None)
+    # A choice that is no longer offered (another pool) goes back to the default; set, not
+    # dropped, so that the browser shows it too.
+    if st.session_state.get(COLOUR_KEY, SELECTION) not in (SELECTION, *columns):
+        st.session_state[COLOUR_KEY] = SELECTION
     colour_by = c1.selectbox(
         "Colour the map by",
         [SELECTION, *columns],
@@ -36,8 +38,8 @@ def colour_choice(columns: Sequence[str], numeric: Sequence[str]) -> tuple[str, 
         "categorical one (click a legend entry to hide it), a colour scale for a numeric one; "
         "selected samples filled, discarded ones open.",
     )
-    if st.session_state.get(SIZE_KEY) not in (NO_SIZE, *numeric):
-        st.session_state.pop(SIZE_KEY, None)
+    if st.session_state.get(SIZE_KEY, NO_SIZE) not in (NO_SIZE, *numeric):
+        st.session_state[SIZE_KEY] = NO_SIZE
     size_by = c2.selectbox("Size the points by", [NO_SIZE, *numeric], key=SIZE_KEY)
     if colour_by == SELECTION:
         st.caption(

@@ -157,8 +157,8 @@ def _stage_method_kernel(meta: dict[str, Any]) -> tuple[str, str, str]:
         available.append("continual")
     c1, c2, c3 = st.columns([3, 2, 2])
     # A link (ui.view_state) may have set the widget already: then no default is passed.
-    if st.session_state.get("select_stage") not in available:
-        st.session_state.pop("select_stage", None)
+    if "select_stage" in st.session_state and st.session_state["select_stage"] not in available:
+        st.session_state["select_stage"] = available[-1]  # set, so that the browser shows it
     default = {} if "select_stage" in st.session_state else {"index": len(available) - 1}
     stage = c1.radio(
         "Stage",

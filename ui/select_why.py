@@ -84,7 +84,8 @@ def why_section(
             st.session_state["select_why_clicked"] = clicked
             st.session_state[WHY_KEY] = clicked
     if st.session_state.get(WHY_KEY) not in options:
-        st.session_state.pop(WHY_KEY, None)
+        # Set, not dropped: the browser would keep showing the old choice (the id is the key).
+        st.session_state[WHY_KEY] = options[0]
     i = st.selectbox(
         "Why is this row selected or discarded?",
         options,

@@ -11,6 +11,7 @@ from apptools import assert_clean, demo_handle, frame, messages, page, score, se
 from test_app_select import _array, _delift_order, _figure
 
 from delift_core.coverage import best_cover
+from delift_core.embeddings import record_text
 from delift_core.kernels import utility_kernels
 from delift_core.pipeline import load_stage
 from delift_core.search import search_rows
@@ -92,6 +93,16 @@ def test_search_rings_the_matches_on_the_map_lists_them_and_pins_them():
     at.button(key="select_pin_linked").click().run()
     assert_clean(at)
     assert at.multiselect(key="select_pinned").value == [IDS[i] for i in expected]
+
+    # Semantic search: the rows nearest the query by the embedder that drew the map, nearest
+    # first (the test embedder gives a row's own text its own vector).
+    at.toggle(key="select_search_semantic").set_value(True)
+    at.text_input(key="select_search").set_value(record_text(_records()[5])).run()
+    assert_clean(at)
+    assert "10 rows match the search." in messages(at.caption)
+    assert _linked(at)["id"].iloc[0] == IDS[5]
+    assert _figure(at, "select_map")["data"][-1]["name"] == "search matches (10)"
+    at.toggle(key="select_search_semantic").set_value(False).run()
 
     # An empty search rings and lists nothing.
     at.text_input(key="select_search").set_value("").run()

@@ -421,7 +421,9 @@ def test_pinned_first_excluded_never_and_saved_with_the_selection():
     assert set(indices[:2].tolist()) == set(pins) and out not in indices
     assert meta["pinned_ids"] == [ids[i] for i in pins] and meta["excluded_ids"] == [ids[out]]
     # ... and the Export page's manifest carries them (written under the test's cwd).
-    export = with_data(page("5_Export.py"), pool=pool).run()
+    export = with_data(page("5_Export.py"), pool=pool)
+    export.query_params["workspace"] = at.session_state["workspace"]  # where it was saved
+    export.run()
     export.button(key="export_write").click().run()
     assert_clean(export)
     manifest = json.loads((Path.cwd() / "out" / "curated.manifest.json").read_text())

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import time
 from typing import Any
@@ -57,10 +58,22 @@ def _map(page: Any) -> Any:
 def _traces(page: Any) -> list[dict[str, Any]]:
     """The map's traces as Plotly holds them in the page: name, legend group, visibility and
     the pool indices of their points."""
+    expect(_map(page)).to_have_count(1)  # a rerun briefly shows a stale copy beside the new one
     return _map(page).evaluate(
-        """gd => gd.data.map(t => ({
-            name: t.name, group: t.legendgroup || null, visible: t.visible === undefined
-                ? true : t.visible, points: Array.from(t.customdata || []).map(Number)}))"""
+        """gd => {
+            const types = {i1: Int8Array, u1: Uint8Array, i2: Int16Array, u2: Uint16Array,
+                i4: Int32Array, u4: Uint32Array, i8: BigInt64Array, f4: Float32Array,
+                f8: Float64Array};
+            const values = v => {  // a plain array, or Plotly's typed base64 form
+                if (!v) return [];
+                if (v.bdata === undefined) return Array.from(v).map(Number);
+                const bytes = Uint8Array.from(atob(v.bdata), c => c.charCodeAt(0));
+                return Array.from(new types[v.dtype](bytes.buffer)).map(Number);
+            };
+            return gd.data.map(t => ({name: t.name, group: t.legendgroup || null,
+                visible: t.visible === undefined ? true : t.visible,
+                points: values(t.customdata)}));
+        }"""
     )
 
 
@@ -72,7 +85,8 @@ def _search(page: Any, query: str) -> None:
 
 
 def _wait_for_ring(page: Any, hits: int) -> list[dict[str, Any]]:
-    expect(_map(page).locator(".legend")).to_contain_text(f"search matches ({hits})")
+    ring = _map(page).locator(".legend .legendtext").filter(has_text=f"search matches ({hits})")
+    expect(ring.first).to_be_visible()
     return _traces(page)
 
 
@@ -96,7 +110,11 @@ def colour_and_toggle(page: Any) -> None:
     expect(legend).to_have_count(1)
     groups = {t["group"] for t in _traces(page) if t["group"]}
     assert groups == {"good", "poor", HIDDEN_CATEGORY}, groups
-    legend.locator(".legendtoggle").click()
+    # The legend sits at the top of the chart, where the chart's toolbar appears on hover: the
+    # click goes to the entry's left end (its symbol), with the chart in the middle of the view.
+    _map(page).evaluate("e => e.scrollIntoView({block: 'center'})")
+    page.wait_for_timeout(300)
+    legend.locator(".legendtoggle").click(position={"x": 12, "y": 9})
     page.wait_for_timeout(500)
     for trace in _traces(page):
         if trace["group"] == HIDDEN_CATEGORY:
@@ -107,12 +125,12 @@ def colour_and_toggle(page: Any) -> None:
 
 def search_and_list(page: Any) -> None:
     _search(page, SEARCH_WORD)
-    expect(page.get_by_text(f"{SEARCH_HITS} rows match the search.")).to_be_visible()
+    expect(page.get_by_text(f"{SEARCH_HITS} rows match the search.").first).to_be_visible()
     ring = [t for t in _wait_for_ring(page, SEARCH_HITS) if t["name"].startswith("search")]
     assert len(ring) == 1 and len(ring[0]["points"]) == SEARCH_HITS, ring
     listed = page.get_by_text(f"{SEARCH_HITS} rows ({SEARCH_HITS} matching the search)")
-    expect(listed).to_be_visible()
-    _scroll(page, page.locator(".st-key-select_map"))
+    expect(listed.first).to_be_visible()
+    _scroll(page, page.locator(".st-key-select_map_colour"))  # the controls above the map
     _shot(page, "select-curation")
 
 
@@ -140,6 +158,8 @@ def pin_and_exclude(page: Any) -> None:
     marks = {t["name"].split(" ")[0]: t["points"] for t in _traces(page)}
     assert sorted(marks["pinned"]) == [int(s[-4:]) - 1 for s in PINNED], marks
     assert marks["excluded"] == [int(s[-4:]) - 1 for s in EXCLUDED], marks
+    chosen = page.get_by_role("combobox", name="Why is this row selected or discarded?")
+    expect(chosen).to_have_value(re.compile(f"^{EXCLUDED[0]} "))
     why = page.locator(".st-key-select_why_box")
     expect(why).to_contain_text("Excluded by you: never selected")
     _scroll(page, page.get_by_role("heading", name="Linked rows"))
@@ -183,6 +203,9 @@ def test_colour_search_pin_exclude_and_export(browser, app_url, tmp_path):
     watch = Watch(app_url)
     context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
     page = watch.attach(context.new_page())
+    # Watch logs a missing resource without its address: these name it.
+    missing: list[str] = []
+    page.on("response", lambda r: r.status >= 400 and missing.append(f"{r.status} {r.url}"))
     try:
         score_pool(page, app_url)
         _log(f"scored in {time.monotonic() - started:.0f} s")
@@ -190,6 +213,7 @@ def test_colour_search_pin_exclude_and_export(browser, app_url, tmp_path):
         search_and_list(page)
         pin_and_exclude(page)
         save_and_export(page, tmp_path)
+        assert missing == [], f"failed requests: {missing}"
         watch.check()
         _copy_documented()
         _log(f"curation test took {time.monotonic() - started:.0f} s")
