@@ -21,7 +21,7 @@ from delift_core.config import (
 )
 from delift_core.pipeline import list_stages
 from delift_core.selection import METHODS
-from ui import state
+from ui import state, workspaces
 
 # The objective DELIFT maximises at each stage.
 STAGE_OBJECTIVES = {
@@ -111,11 +111,22 @@ def choose_scores(cache: UtilityCache, pool_hash: str) -> Scores:
         for k, m in list_stages(cache)
         if isinstance(m.get("pool"), dict) and m["pool"].get("spec")
     ]
+    mine = [(k, m) for k, m in stages if (m.get("pool") or {}).get("hash") == pool_hash]
+    # Other data's scores are offered only when their sources are this workspace's (another
+    # workspace's upload stays there); the pool loaded in this session is always its own.
+    workspace = state.current_workspace() or workspaces.SHARED
+    stages = mine or [
+        (k, m)
+        for k, m in stages
+        if all(
+            workspaces.spec_visible((m.get(role) or {}).get("spec") or {}, workspace)
+            for role in ("pool", "targets", "existing")
+        )
+    ]
     if not stages:
         st.info("No scores yet: score the pool first on the Score page.")
         st.page_link("pages/2_Score.py", label="Go to Score", icon=":material/speed:")
         st.stop()
-    mine = [(k, m) for k, m in stages if (m.get("pool") or {}).get("hash") == pool_hash]
     if not mine:
         st.info(
             "The loaded pool has not been scored yet: go to Score. Scores of other data in the "

@@ -57,6 +57,14 @@ def _earlier_uploads(at) -> list[str]:
     return list(found[0].options[1:]) if found else []
 
 
+def _offered_scores(at) -> list[str]:
+    """The scored stages the Select page offers in its Scores list (none: an empty list)."""
+    at.switch_page("pages/3_Select.py").run()
+    assert not at.exception
+    found = [s for s in at.selectbox if s.key == "select_stage_key"]
+    return [str(o) for o in found[0].options] if found else []
+
+
 def _open_workspace(at, name: str) -> None:
     at.sidebar.text_input(key="workspace_name").set_value(name).run()
     at.sidebar.button(key="workspace_open").click().run()
@@ -84,6 +92,8 @@ def test_sessions_see_only_their_workspace_until_they_share_one():
     assert _export_names(b) == []
     assert not any("Private question" in c.value for c in b.code)
     assert _earlier_uploads(b) == []
+    assert not any("private.jsonl" in label for label in _offered_scores(b))
+    assert any("private.jsonl" in label for label in _offered_scores(a))
 
     # Both open one named workspace: what is stored there is listed in both.
     _open_workspace(a, "team-a")
