@@ -65,9 +65,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _unpack(bundle: Any, prefix: str) -> sp.csr_matrix | None:
+def _unpack(bundle: Any, prefix: str, *older: str) -> sp.csr_matrix | None:
+    """The sparse matrix stored under `prefix` (or, in older bundles, under `older` names)."""
     if f"{prefix}_data" not in bundle:
-        return None
+        return _unpack(bundle, *older) if older else None
     shape = tuple(int(s) for s in bundle[f"{prefix}_shape"])
     return sp.csr_matrix(
         (bundle[f"{prefix}_data"], bundle[f"{prefix}_indices"], bundle[f"{prefix}_indptr"]),
@@ -87,8 +88,9 @@ class Bundle:
         self.inputs = SelectionInputs(
             self.n,
             u_pool=_unpack(data, "pool_rms"),
-            u_query=_unpack(data, "query_rms"),
-            u_private=_unpack(data, "private_rms"),
+            # bundles written before the stage's names changed hold "query" and "private"
+            u_targets=_unpack(data, "targets_rms", "query_rms"),
+            u_existing=_unpack(data, "existing_rms", "private_rms"),
             emb_pool=data["emb_pool"],
             emb_targets=data.get("emb_targets", None),
             emb_existing=data.get("emb_existing", None),

@@ -1,7 +1,8 @@
-"""Reproduce the DELIFT comparison on real data: three stages, in-context evaluation.
+"""Reproduce the DELIFT comparison on real data: three stages, in-context or fine-tuning evaluation.
 
     python bench/reproduce.py --stage all                       # the documented full run
     python bench/reproduce.py --stage instruction --pool 150    # smaller, faster
+    python bench/reproduce.py --protocol finetune --stage task --pool 80 --test 50
 
 Per stage (sizes are the first N rows of each file; all three stages use a 30% budget):
 
@@ -17,9 +18,19 @@ cosine and exact match (where the task has one) on the first --generate items of
 --generate-stages (by default not GSM8K: its worked answers outgrow 64 new tokens). Intervals:
 95% percentile bootstrap; differences between methods are paired over the same items.
 
+--protocol finetune (eval_compare.compare_methods, finetune.py): each method's subset (continual:
+existing data + the subset) trains a LoRA adapter with the defaults of `delift eval --protocol
+finetune` (FinetuneConfig; --train-epochs, --train-max-tokens and --train-seeds change them),
+and the test items are scored without examples. Methods default to Initial (no fine-tuning),
+Random, DELIFT-SE, DELIFT, DELIFT-Q and Full data; nothing is generated unless --generate says
+so. Results go to docs/results_finetune.json/.png; scores of a trained subset are cached under
+its fine-tuned model id, so a rerun trains nothing.
+
 Everything heavy (utility pairs, embeddings, item scores, generations) is cached in DuckDB
 (--cache), so a rerun only formats the results. Results go to --out (JSON, with per-item
-scores and subsets) and --plot (PNG); the markdown tables are printed to stdout.
+scores and subsets) and --plot (PNG); the markdown tables are printed to stdout. Sparse
+candidates are searched within the pool read, so a smaller --pool reuses only part of the
+utility pairs cached for the full one.
 """
 
 from __future__ import annotations
@@ -39,6 +50,7 @@ import scipy.sparse as sp
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.reproduce_report import plot_results, render_stage  # noqa: E402
 from delift_core.cache import UtilityCache, default_cache_path  # noqa: E402
 from delift_core.config import ScoringConfig  # noqa: E402
 from delift_core.data import load_dataset  # noqa: E402
@@ -50,6 +62,7 @@ from delift_core.eval_compare import (  # noqa: E402
 )
 from delift_core.evaluate import EvalConfig  # noqa: E402
 from delift_core.files import write_json_atomic  # noqa: E402
+from delift_core.finetune_types import FinetuneConfig, FinetuneResult  # noqa: E402
 from delift_core.models import embedder_id, load_causal_lm, load_embedder  # noqa: E402
 from delift_core.pipeline import Embedder, score_stage  # noqa: E402
 from delift_core.selection import SelectionInputs, objective_value, select_subset  # noqa: E402
@@ -59,17 +72,9 @@ STAGE_FILES = {
     "task": {"pool": "p3.train", "targets": "gsm8k.train", "test": "gsm8k.test"},
     "continual": {"existing": "p3.train", "pool": "hotpotqa_cb.train", "test": "hotpotqa_cb.test"},
 }
-LABELS = {
-    "initial": "Initial (no examples)",
-    "existing": "Existing only",
-    "random": "Random",
-    "delift-se": "DELIFT-SE",
-    "fl-only": "FL-only",
-    "delift": "DELIFT",
-    "delift-q": "DELIFT-Q",
-    "full": "Full data",
-}
-GEN_METRICS = (("rouge1", "ROUGE-1"), ("rougeL", "ROUGE-L"), ("cosine", "cosine"), ("exact", "EM"))
+FINETUNE_METHODS = ("initial", "random", "delift-se", "delift", "delift-q", "full")
+OUTPUTS = {"icl": ("results.json", "results.png"), "finetune": ("results_finetune.json",
+           "results_finetune.png")}  # fmt: skip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -82,7 +87,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--targets", type=int, default=50, help="target rows (task stage)")
     p.add_argument("--existing", type=int, default=200, help="existing rows (continual stage)")
     p.add_argument("--test", type=int, default=300, help="test rows per stage")
-    p.add_argument("--generate", type=int, default=100, help="generate for the first N test rows")
+    p.add_argument(
+        "--generate", type=int, help="generate for the first N test rows (100; finetune: 0)"
+    )
     p.add_argument(
         "--generate-stages",
         default="instruction,continual",
@@ -90,7 +97,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--budget", type=float, default=0.3)
     p.add_argument("--seeds", default="0,1,2", help="random-subset seeds")
-    p.add_argument("--methods", default=",".join(DEFAULT_METHODS))
+    p.add_argument("--methods", help="comma list (icl: DEFAULT_METHODS; finetune: 6 methods)")
     p.add_argument("--mode", choices=["exact", "sparse"], default="sparse")
     p.add_argument("--k", type=int, default=3, help="candidates per target (sparse mode)")
     p.add_argument("--max-response-tokens", type=int, default=512, help="scored in utility")
@@ -104,10 +111,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--embedder", default="default")
     p.add_argument("--device", default="auto")
     p.add_argument("--cache", default=str(default_cache_path().with_name("reproduce.duckdb")))
-    p.add_argument("--out", default=str(REPO / "docs" / "results.json"))
-    p.add_argument("--plot", default=str(REPO / "docs" / "results.png"))
+    p.add_argument("--out", help="JSON results (docs/results.json; finetune: results_finetune)")
+    p.add_argument("--plot", help="PNG (docs/results.png; finetune: results_finetune.png)")
     p.add_argument("--resamples", type=int, default=10_000)
-    return p.parse_args(argv)
+    p.add_argument("--protocol", choices=["icl", "finetune"], default="icl")
+    ft = p.add_argument_group("fine-tuning (--protocol finetune)")
+    ft.add_argument("--train-epochs", type=int, default=FinetuneConfig.epochs)
+    ft.add_argument(
+        "--train-max-tokens", type=int, default=FinetuneConfig.max_tokens, help="per row"
+    )
+    ft.add_argument("--train-seeds", default="0", help="training seeds of non-random subsets")
+    args = p.parse_args(argv)
+    finetune = args.protocol == "finetune"
+    out, plot = OUTPUTS[args.protocol]
+    args.out = args.out or str(REPO / "docs" / out)
+    args.plot = str(REPO / "docs" / plot) if args.plot is None else args.plot
+    args.generate = args.generate if args.generate is not None else 0 if finetune else 100
+    args.methods = args.methods or ",".join(FINETUNE_METHODS if finetune else DEFAULT_METHODS)
+    return args
+
+
+def finetune_config(args: argparse.Namespace) -> FinetuneConfig | None:
+    """The training settings (FinetuneConfig defaults but for the --train-* options), or None."""
+    if args.protocol != "finetune":
+        return None
+    return FinetuneConfig(epochs=args.train_epochs, max_tokens=args.train_max_tokens)
 
 
 def read_rows(path: Path, limit: int) -> tuple[Any, ...]:
@@ -126,12 +154,6 @@ def load_stage(args: argparse.Namespace, stage: str) -> StageData:
         for part, name in files.items()
     }
     return StageData(stage, sets["pool"], sets["test"], sets.get("targets"), sets.get("existing"))
-
-
-def fmt(entry: dict[str, Any] | None, digits: int = 3) -> str:
-    if not entry:
-        return "-"
-    return f"{entry['mean']:.{digits}f} [{entry['low']:.{digits}f}, {entry['high']:.{digits}f}]"
 
 
 def jaccard(a: Any, b: Any) -> float:
@@ -159,12 +181,7 @@ def diagnose_stage(args, data: StageData, subsets, budget, lm, embedder, cache) 
         lm, data.pool, scoring, targets=data.targets if stage == "task" else None,
         existing=data.existing if stage == "continual" else None, embedder=embedder, cache=cache,
     )  # fmt: skip
-    inputs = SelectionInputs(
-        n=len(data.pool),
-        u_pool=u.pool.matrix(args.metric),
-        u_query=u.query.matrix(args.metric) if u.query else None,
-        u_private=u.private.matrix(args.metric) if u.private else None,
-    )
+    inputs = SelectionInputs.from_stage(u, args.metric)
     out: dict[str, Any] = {}
     out["objective"] = {
         label: round(
@@ -198,92 +215,16 @@ def diagnose_stage(args, data: StageData, subsets, budget, lm, embedder, cache) 
     return out
 
 
-def render_stage(stage: str, record: dict[str, Any]) -> str:
-    summary, sizes = record["summary"], record["sizes"]
-    lines = [f"### {stage}", ""]
-    lines.append(
-        "| method | examples | shots used | mean log-prob [95% CI] | vs Random [95% CI] |"
-        " vs Initial [95% CI] |"
-    )
-    lines.append("|---|---|---|---|---|---|")
-    for label, metrics in summary.items():
-        if label.startswith("random-s"):
-            continue
-        tf = metrics.get("logprob", {})
-        vs = tf.get("vs", {})
-        lines.append(
-            f"| {LABELS.get(label, label)} | {sizes.get(label, '-')} |"
-            f" {record.get('mean_shots', {}).get(label, '-')} | {fmt(tf)} |"
-            f" {fmt(vs.get('random'))} | {fmt(vs.get('initial'))} |"
-        )
-    generated = [m for m in summary.values() if "rouge1" in m]
-    if generated:
-        n = next(iter(generated))["rouge1"]["n"]
-        present = [(k, name) for k, name in GEN_METRICS if any(k in m for m in generated)]
-        lines += ["", f"Generation ({n} items):", ""]
-        lines.append(
-            "| method | " + " | ".join(name for _, name in present) + " | ROUGE-L vs Random |"
-        )
-        lines.append("|---|" + "---|" * (len(present) + 1))
-        for label, metrics in summary.items():
-            if label.startswith("random-s") or "rouge1" not in metrics:
-                continue
-            cells = [fmt(metrics.get(k)) for k, _ in present]
-            vs = metrics["rougeL"].get("vs", {}).get("random")
-            lines.append(f"| {LABELS.get(label, label)} | " + " | ".join(cells) + f" | {fmt(vs)} |")
-    diag = record.get("diagnostics")
-    if diag:
-        lines += ["", "Checks (see 'What was checked'): `" + json.dumps(diag, sort_keys=True) + "`"]
-    return "\n".join(lines) + "\n"
+def kept_training(previous: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """Training statistics of a previous run of the stage that are still true: the same training
+    settings, subsets and existing data (a rerun finds those scores cached and trains nothing)."""
+    same = ("finetune", "subsets", "sizes")
+    if not previous or any(previous.get(k) != record.get(k) for k in same):
+        return {}
+    return dict(previous.get("training", {}))
 
 
-def plot_results(records: dict[str, dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    stages = list(records)
-    fig, axes = plt.subplots(2, len(stages), figsize=(4.6 * len(stages), 6.4), squeeze=False)
-    for col, stage in enumerate(stages):
-        summary = records[stage]["summary"]
-        labels = [k for k in summary if not k.startswith("random-s") and "logprob" in summary[k]]
-        for row, key in enumerate(("abs", "random")):
-            ax = axes[row][col]
-            shown = [k for k in labels if key == "abs" or (k != "random" and "random" in summary)]
-            entries = [
-                summary[k]["logprob"] if key == "abs" else summary[k]["logprob"]["vs"]["random"]
-                for k in shown
-            ]
-            means = [e["mean"] for e in entries]
-            errs = [
-                [e["mean"] - e["low"] for e in entries],
-                [e["high"] - e["mean"] for e in entries],
-            ]
-            colors = ["#c44e52" if k == "delift" else "#555555" for k in shown]
-            x = np.arange(len(shown))
-            if key == "abs":  # absolute values: points, a bar from 0 would mean nothing
-                for xi, mean, lo, hi, color in zip(x, means, errs[0], errs[1], colors, strict=True):
-                    ax.errorbar(xi, mean, yerr=[[lo], [hi]], fmt="o", color=color, capsize=3)
-            else:
-                ax.bar(x, means, yerr=errs, color=colors, capsize=3)
-            ax.set_xticks(range(len(shown)), [LABELS.get(k, k).split(" (")[0] for k in shown])
-            ax.tick_params(axis="x", rotation=45, labelsize=8)
-            if key != "abs":
-                ax.axhline(0, color="black", linewidth=0.6)
-            if row == 0:
-                ax.set_title(f"{stage} (n={records[stage]['test_items']})")
-                ax.set_ylabel("mean log-prob / token" if col == 0 else "")
-            elif col == 0:
-                ax.set_ylabel("paired difference vs Random")
-    fig.suptitle("Teacher-forced gold-answer log-prob, 95% bootstrap intervals", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def run_stage(args, stage, lm, embedder, cache) -> dict[str, Any]:
+def run_stage(args, stage, lm, embedder, cache, previous=None) -> dict[str, Any]:
     data = load_stage(args, stage)
     gen_stages = STAGE_FILES if args.generate_stages == "all" else args.generate_stages.split(",")
     evaluation = EvalConfig(
@@ -298,21 +239,34 @@ def run_stage(args, stage, lm, embedder, cache) -> dict[str, Any]:
     if stage == "continual" and "existing" not in methods:
         methods.insert(1, "existing")
     seeds = [int(s) for s in args.seeds.split(",") if s]
+    finetune = finetune_config(args)
+    training: dict[str, dict[str, Any]] = {}
     last = [0.0]
 
     def progress(phase, p) -> None:
         if time.time() - last[0] > 30 or p.done == p.total:
             last[0] = time.time()
-            print(f"  [{stage}] scoring {phase}: {p.done}/{p.total}", file=sys.stderr, flush=True)
+            verb = "" if phase.startswith("fine-tune") else "scoring "
+            print(f"  [{stage}] {verb}{phase}: {p.done}/{p.total}", file=sys.stderr, flush=True)
 
     def step(label: str) -> None:
         print(f"  [{stage}] evaluating {label}", file=sys.stderr, flush=True)
+
+    def trained(label: str, result: FinetuneResult) -> None:
+        training[label] = {
+            "rows": result.rows, "truncated": result.truncated, "steps": len(result.losses),
+            "epoch_losses": [round(x, 4) for x in result.epoch_losses],
+            "tokens": result.tokens, "seconds": round(sum(result.step_seconds), 1),
+            "tokens_per_second": round(result.tokens_per_second, 1),
+        }  # fmt: skip
+        print(f"  [{stage}] trained {label}: {training[label]}", file=sys.stderr, flush=True)
 
     started = time.perf_counter()
     comparison = compare_methods(
         lm, embedder, data, scoring, evaluation, budget=args.budget, methods=methods,
         seeds=seeds, kernel=args.kernel, metric=args.metric, cache=cache,
-        on_progress=progress, on_step=step,
+        on_progress=progress, on_step=step, protocol=args.protocol, finetune=finetune,
+        train_seeds=[int(s) for s in args.train_seeds.split(",") if s], on_trained=trained,
     )  # fmt: skip
     diagnostics = diagnose_stage(
         args, data, comparison.subsets, comparison.budget, lm, embedder, cache
@@ -320,7 +274,7 @@ def run_stage(args, stage, lm, embedder, cache) -> dict[str, Any]:
     existing = len(data.existing or []) if stage == "continual" else 0
     sizes = {label: len(s) + existing for label, s in comparison.subsets.items()}
     sizes |= {"initial": 0, "existing": existing, "random": comparison.budget + existing}
-    return {
+    record = {
         "sizes": sizes,
         "pool": len(data.pool),
         "budget": comparison.budget,
@@ -329,16 +283,21 @@ def run_stage(args, stage, lm, embedder, cache) -> dict[str, Any]:
         | {"total": round(time.perf_counter() - started, 1)},
         "diagnostics": diagnostics,
         "summary": summarize_results(comparison.results, resamples=args.resamples),
-        "mean_shots": {
-            label: round(float((r.shots >= 0).sum(axis=1).mean()), 2)
-            for label, r in comparison.results.items()
-        },
         "subsets": {k: v.tolist() for k, v in comparison.subsets.items()},
         "per_item": {
             label: {m: [round(float(x), 5) for x in v] for m, v in r.scores.items()}
             for label, r in comparison.results.items()
         },
     }
+    if finetune is None:
+        record["mean_shots"] = {
+            label: round(float((r.shots >= 0).sum(axis=1).mean()), 2)
+            for label, r in comparison.results.items()
+        }
+        return record
+    record |= {"protocol": "finetune", "finetune": finetune.as_dict()}
+    record["training"] = kept_training(previous or {}, record) | training
+    return record
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -353,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     with UtilityCache(args.cache) as cache:
         for stage in stages:
             print(f"stage {stage}", file=sys.stderr, flush=True)
-            records[stage] = run_stage(args, stage, lm, embedder, cache)
+            records[stage] = run_stage(args, stage, lm, embedder, cache, records.get(stage))
             records[stage]["args"] = vars(args) | {"stage": stage}
             payload = {"model": lm.model_id, "embedder": embedder.key, "stages": records}
             write_json_atomic(out, payload)  # after every stage: partial results survive

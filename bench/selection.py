@@ -177,12 +177,12 @@ def bench_stage(
     budget = round(fraction * n)
     if stage == "task":
         side_raw = random_dense(n, rows=others, seed=3)  # (targets, pool)
-        inputs = SelectionInputs(n, u_pool=u, u_query=side_raw)
+        inputs = SelectionInputs(n, u_pool=u, u_targets=side_raw)
         kernel, side = utility_kernels([u, side_raw])
         side, name = np.ascontiguousarray(side.T), "flmi"
     else:
         side_raw = random_dense(others, rows=n, seed=3)  # (pool, existing)
-        inputs = SelectionInputs(n, u_pool=u, u_private=side_raw)
+        inputs = SelectionInputs(n, u_pool=u, u_existing=side_raw)
         kernel, side = utility_kernels([u, side_raw])
         name = "flcg"
     ours_t, ours = timed(

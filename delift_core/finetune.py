@@ -42,7 +42,10 @@ from delift_core.finetune_types import (
     FinetuneResult,
     TrainBatch,
     TrainRow,
+    build_batch,
+    epoch_batches,
     finetuned_model_id,
+    micro_batches,
     subset_hash,
 )
 from delift_core.models import LanguageModel
@@ -54,7 +57,7 @@ __all__ = [
     "DEFAULT_LEARNING_RATES", "DEFAULT_TARGET_MODULES", "FINETUNE_METHODS", "IGNORE_INDEX",
     "FinetuneConfig", "FinetuneResult", "TrainBatch", "TrainRow", "batch_loss", "build_batch",
     "build_rows", "epoch_batches", "evaluate_finetuned", "finetune", "finetuned_eval_config",
-    "finetuned_model_id", "resolve_target_modules", "save_adapter", "subset_hash",
+    "finetuned_model_id", "micro_batches", "resolve_target_modules", "save_adapter", "subset_hash",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -88,37 +91,6 @@ def build_rows(
     return rows, truncated
 
 
-def build_batch(rows: Sequence[TrainRow], pad_id: int) -> TrainBatch:
-    """Right-pad rows into tensors; see TrainBatch."""
-    import torch
-
-    width = max(len(r.ids) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for b, row in enumerate(rows):
-        tokens = torch.tensor(row.ids, dtype=torch.long)
-        ids[b, : len(row.ids)] = tokens
-        mask[b, : len(row.ids)] = 1
-        labels[b, row.context + 1 : len(row.ids)] = tokens[row.context + 1 :]
-    return TrainBatch(ids, mask, labels)
-
-
-def epoch_batches(
-    lengths: Sequence[int], size: int, rng: np.random.Generator, group: int = 8
-) -> list[list[int]]:
-    """One epoch's batches of row indices: a random order, cut into windows of `group`
-    batches, each window sorted by length before it is cut into batches, and the batches of
-    the epoch shuffled. Every row once; batches of similar length waste little on padding
-    (the HF Trainer's group_by_length), which on a CPU is most of the cost of a mixed batch."""
-    perm = rng.permutation(len(lengths))
-    batches: list[list[int]] = []
-    for start in range(0, len(perm), size * group):
-        window = sorted(perm[start : start + size * group].tolist(), key=lambda i: lengths[i])
-        batches += [window[k : k + size] for k in range(0, len(window), size)]
-    return [batches[k] for k in rng.permutation(len(batches))]
-
-
 def resolve_target_modules(model: Any, names: Sequence[str]) -> list[str]:
     """The names of `names` that are linear layers of `model`, in the order given."""
     import torch
@@ -137,8 +109,9 @@ def resolve_target_modules(model: Any, names: Sequence[str]) -> list[str]:
     return found
 
 
-def batch_loss(model: Any, batch: TrainBatch, device: str) -> Any:
-    """Mean cross-entropy over the scored positions of a batch (a 0-dim tensor).
+def batch_loss(model: Any, batch: TrainBatch, device: str, reduction: str = "mean") -> Any:
+    """Cross-entropy over the scored positions of a batch (a 0-dim tensor): their mean, or with
+    reduction="sum" their sum (micro-batches of one step add up, then divide once).
 
     Hidden states are projected to the vocabulary only where a label is scored: at 49k tokens
     of vocabulary the full logits of a batch would dwarf the rest of the activations.
@@ -155,7 +128,25 @@ def batch_loss(model: Any, batch: TrainBatch, device: str) -> Any:
     cap = getattr(model.config, "final_logit_softcapping", None)
     if cap:
         logits = torch.tanh(logits / cap) * cap
-    return torch.nn.functional.cross_entropy(logits, labels[scored])
+    return torch.nn.functional.cross_entropy(logits, labels[scored], reduction=reduction)
+
+
+def _step_loss(
+    causal: Any, rows: Sequence[TrainRow], config: FinetuneConfig, pad_id: int, device: str
+) -> tuple[float, int]:
+    """Forward and backward of one optimizer step's rows, in micro-batches of at most
+    config.max_batch_tokens padded tokens; gradients accumulate to those of the mean loss over
+    every scored token of the step. Returns (that mean loss, real tokens)."""
+    scored = sum(len(r.ids) - r.context - 1 for r in rows)
+    total, tokens = 0.0, 0
+    for run in micro_batches([len(r.ids) for r in rows], config.max_batch_tokens):
+        batch = build_batch([rows[i] for i in run], pad_id)
+        loss = batch_loss(causal, batch, device, reduction="sum") / scored
+        loss.backward()
+        total += float(loss.detach())
+        tokens += int(batch.attention_mask.sum())
+        del batch, loss  # free this micro-batch's activations before the next one
+    return total, tokens
 
 
 def _prepare(lm: LanguageModel, config: FinetuneConfig) -> tuple[Any, Any, list[Any]]:
@@ -246,17 +237,17 @@ def finetune(
                 if should_cancel is not None and should_cancel():
                     raise CancelledError("fine-tuning was cancelled; nothing was saved")
                 t0 = time.perf_counter()
-                batch = build_batch([rows[i] for i in chosen], lm.eos_id)
-                loss = batch_loss(causal, batch, lm.device)
-                loss.backward()
+                loss, seen = _step_loss(
+                    causal, [rows[i] for i in chosen], config, lm.eos_id, lm.device
+                )
                 t1 = time.perf_counter()
                 torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
                 optimizer.step()
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
-                losses.append(float(loss.detach()))
+                losses.append(loss)
                 step_seconds.append(time.perf_counter() - t0)
-                tokens += int(batch.attention_mask.sum())
+                tokens += seen
                 train_seconds += t1 - t0
                 if on_progress is not None:
                     elapsed = time.perf_counter() - start

@@ -1,6 +1,7 @@
 """What fine-tuning takes and gives: `FinetuneConfig` (validated on construction, hashed for
-cache keys), the tokenised rows and padded batches of training, and `FinetuneResult` (the
-fine-tuned model and its training curve). The training itself is in finetune.py.
+cache keys), the tokenised rows, how they are ordered and cut into (micro-)batches and padded,
+and `FinetuneResult` (the fine-tuned model and its training curve). The training itself is in
+finetune.py.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ DEFAULT_TARGET_MODULES: tuple[str, ...] = (
 DEFAULT_LEARNING_RATES: dict[str, float] = {"lora": 2e-4, "full": 5e-5}
 IGNORE_INDEX = -100
 # Bumped when the training recipe changes in a way the config does not show (cache keys).
-_RECIPE_VERSION = 1
+# 2: batches above max_batch_tokens are split into micro-batches (gradient accumulation).
+_RECIPE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,14 @@ class FinetuneConfig:
     cut to 512 tokens on the answer side; no weight decay (it would pull a small adapter back
     to the base model); 10% of the steps of linear warm-up, then linear decay to zero; gradient
     norm clipped at 1.
+
+    max_batch_tokens: the most padded tokens (rows x longest row) one forward and backward pass
+    holds; a larger batch is run as several micro-batches whose gradients add up to the whole
+    batch's (one optimizer step all the same). What the backward pass keeps grows with the
+    tokens of a pass (and attention with the square of the row length): for SmolLM2-135M in
+    fp32 with LoRA on every projection, one pass over 8 rows of 512 tokens peaked at 16 GB of
+    RSS, micro-batches of 1024 tokens at 5 GB, at the same tokens per second
+    (docs/benchmarks.md, "Fine-tuning (LoRA)").
 
     target_modules: names (last component) of the linear layers LoRA adapts; those the model
     lacks are skipped, none at all is an error. template: the context of a training row and
@@ -53,6 +63,7 @@ class FinetuneConfig:
     target_modules: tuple[str, ...] = DEFAULT_TARGET_MODULES
     batch_size: int = 8
     max_tokens: int = 512
+    max_batch_tokens: int = 1024
     seed: int = 0
     weight_decay: float = 0.0
     warmup: float = 0.1
@@ -65,8 +76,9 @@ class FinetuneConfig:
         for name in ("epochs", "lora_rank", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1; got {getattr(self, name)}")
-        if self.max_tokens < 8:
-            raise ConfigError(f"max_tokens must be at least 8; got {self.max_tokens}")
+        for name in ("max_tokens", "max_batch_tokens"):
+            if getattr(self, name) < 8:
+                raise ConfigError(f"{name} must be at least 8; got {getattr(self, name)}")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise ConfigError(f"learning_rate must be positive; got {self.learning_rate}")
         if not self.lora_alpha > 0:
@@ -122,6 +134,52 @@ class TrainBatch:
     input_ids: Any
     attention_mask: Any
     labels: Any
+
+
+def build_batch(rows: Sequence[TrainRow], pad_id: int) -> TrainBatch:
+    """Right-pad rows into tensors; see TrainBatch."""
+    import torch
+
+    width = max(len(r.ids) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for b, row in enumerate(rows):
+        tokens = torch.tensor(row.ids, dtype=torch.long)
+        ids[b, : len(row.ids)] = tokens
+        mask[b, : len(row.ids)] = 1
+        labels[b, row.context + 1 : len(row.ids)] = tokens[row.context + 1 :]
+    return TrainBatch(ids, mask, labels)
+
+
+def epoch_batches(
+    lengths: Sequence[int], size: int, rng: np.random.Generator, group: int = 8
+) -> list[list[int]]:
+    """One epoch's batches of row indices: a random order, cut into windows of `group`
+    batches, each window sorted by length before it is cut into batches, and the batches of
+    the epoch shuffled. Every row once; batches of similar length waste little on padding
+    (the HF Trainer's group_by_length), which on a CPU is most of the cost of a mixed batch."""
+    perm = rng.permutation(len(lengths))
+    batches: list[list[int]] = []
+    for start in range(0, len(perm), size * group):
+        window = sorted(perm[start : start + size * group].tolist(), key=lambda i: lengths[i])
+        batches += [window[k : k + size] for k in range(0, len(window), size)]
+    return [batches[k] for k in rng.permutation(len(batches))]
+
+
+def micro_batches(lengths: Sequence[int], limit: int) -> list[list[int]]:
+    """Positions 0..len(lengths)-1 of one batch cut, in order, into runs whose padded size (rows
+    x longest row) stays within limit tokens; a row longer than limit goes alone."""
+    runs: list[list[int]] = []
+    longest = 0
+    for pos, n in enumerate(lengths):
+        if runs and max(longest, n) * (len(runs[-1]) + 1) <= limit:
+            runs[-1].append(pos)
+            longest = max(longest, n)
+        else:
+            runs.append([pos])
+            longest = n
+    return runs
 
 
 @dataclass(frozen=True, eq=False)

@@ -43,17 +43,23 @@ ComputeFn = Callable[..., UtilityResult]
 
 @dataclass(frozen=True)
 class StageUtilities:
-    """pool: U_pool (n, n); query: U_query (targets, n); private: U_private (n, existing);
+    """pool: U_pool (n, n); targets: how much pool j helps target t, (targets, n) (the paper's
+    U_query); existing: how much existing k helps pool i, (n, existing) (the paper's U_private);
     answers: the pool's answers scored with and without their prompts (quality.py)."""
 
     pool: UtilityResult
-    query: UtilityResult | None = None
-    private: UtilityResult | None = None
+    targets: UtilityResult | None = None
+    existing: UtilityResult | None = None
     answers: AnswerScores | None = None
 
     def results(self) -> dict[str, UtilityResult]:
-        named = {"pool": self.pool, "query": self.query, "private": self.private}
+        named = {"pool": self.pool, "targets": self.targets, "existing": self.existing}
         return {name: r for name, r in named.items() if r is not None}
+
+
+# The names a stage's matrices are stored under in the cache (the paper's, kept so that stages
+# stored earlier still load).
+_STORED_NAMES = {"pool": "pool", "targets": "query", "existing": "private"}
 
 
 def selection_inputs(
@@ -73,11 +79,9 @@ def selection_inputs(
         # The score ranks by an answer signal: the near-duplicate one (embeddings) is not needed.
         signals = quality_signals(utilities.answers, utilities.pool.rms)
         quality = quality_score(signals, quality_signal)
-    return SelectionInputs(
-        n=utilities.pool.rms.shape[0],
-        u_pool=utilities.pool.matrix(metric),
-        u_query=utilities.query.matrix(metric) if utilities.query else None,
-        u_private=utilities.private.matrix(metric) if utilities.private else None,
+    return SelectionInputs.from_stage(
+        utilities,
+        metric,
         emb_pool=emb_pool,
         emb_targets=emb_targets,
         emb_existing=emb_existing,
@@ -279,7 +283,8 @@ def save_stage(
 ) -> None:
     """Store a stage's matrices; the index entry is written last, so a reader sees all or none."""
     counts = {}
-    for name, result in utilities.results().items():
+    for role, result in utilities.results().items():
+        name = _STORED_NAMES[role]
         _put_matrix(cache, f"{key}/{name}/rms", result.rms)
         _put_matrix(cache, f"{key}/{name}/logprob", result.logprob)
         counts[name] = [
@@ -306,8 +311,8 @@ def load_stage(cache: UtilityCache, key: str) -> StageUtilities | None:
     answers = cache.get_array("stage", f"{key}/answers")
     return StageUtilities(
         results["pool"],
-        results.get("query"),
-        results.get("private"),
+        results.get(_STORED_NAMES["targets"]),
+        results.get(_STORED_NAMES["existing"]),
         AnswerScores.from_array(answers) if answers is not None else None,
     )
 

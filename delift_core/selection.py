@@ -4,8 +4,11 @@ Matrices follow one orientation: rows are the items to be represented, columns t
 that get selected (docs/design.md §2).
 
 - `u_pool` (n, n): U[i, j] = how much pool sample j helps pool sample i.
-- `u_query` (t, n): how much pool sample j helps target t.
-- `u_private` (n, e): how much existing sample k helps pool (new) sample i.
+- `u_targets` (t, n): how much pool sample j helps target t.
+- `u_existing` (n, e): how much existing sample k helps pool (new) sample i.
+
+In the formulas below they keep the paper's names: U_query is `u_targets`, U_private
+`u_existing`.
 
 Methods ("delift" and "delift-se" choose the objective by stage):
 
@@ -92,22 +95,22 @@ def _utility_objective(inputs: SelectionInputs, stage: str, kernel: str, plain: 
         raise _missing(stage, "u_pool (pool x pool utility)", "score the pool first")
     blocks: list[Matrix] = [inputs.u_pool]
     side_name: Literal["fl", "flmi", "flcg"] = "fl"
-    if stage == "task" and inputs.u_query is not None:
-        blocks.append(inputs.u_query)
+    if stage == "task" and inputs.u_targets is not None:
+        blocks.append(inputs.u_targets)
         side_name = "flmi"
     elif stage == "task" and not plain:
         raise _missing(
             stage,
-            "the target set: u_query (targets x pool utility) is missing",
+            "the target set: u_targets (targets x pool utility) is missing",
             "score the targets against the pool or choose stage 'instruction'",
         )
-    elif stage == "continual" and inputs.u_private is not None:
-        blocks.append(inputs.u_private)
+    elif stage == "continual" and inputs.u_existing is not None:
+        blocks.append(inputs.u_existing)
         side_name = "flcg"
     elif stage == "continual" and not plain:
         raise _missing(
             stage,
-            "the existing set: u_private (pool x existing utility) is missing",
+            "the existing set: u_existing (pool x existing utility) is missing",
             "score the pool against the existing data or choose stage 'instruction'",
         )
     # All blocks of a stage share one scale (fl-only too, so its kernel equals delift's).
@@ -142,7 +145,7 @@ def _embedding_objective(inputs: SelectionInputs, stage: str) -> Objective:
                 "the target set: emb_targets is missing",
                 "embed the targets or choose stage 'instruction'",
             )
-        pattern = inputs.u_query.T if sp.issparse(inputs.u_query) else None
+        pattern = inputs.u_targets.T if sp.issparse(inputs.u_targets) else None
         return Objective("flmi", data, _embedding_block(pool, inputs.emb_targets, pattern))
     if stage == "continual":
         if inputs.emb_existing is None:
@@ -151,7 +154,7 @@ def _embedding_objective(inputs: SelectionInputs, stage: str) -> Objective:
                 "the existing set: emb_existing is missing",
                 "embed the existing data or choose stage 'instruction'",
             )
-        side = _embedding_block(pool, inputs.emb_existing, inputs.u_private)
+        side = _embedding_block(pool, inputs.emb_existing, inputs.u_existing)
         return Objective("flcg", data, side)
     return Objective("fl", data)
 

@@ -7,6 +7,7 @@ that get selected (docs/design.md §2).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -88,12 +89,25 @@ class SelectionInputs:
 
     n: int
     u_pool: Matrix | None = None
-    u_query: Matrix | None = None
-    u_private: Matrix | None = None
+    u_targets: Matrix | None = None
+    u_existing: Matrix | None = None
     emb_pool: np.ndarray | None = None
     emb_targets: np.ndarray | None = None
     emb_existing: np.ndarray | None = None
     quality: np.ndarray | None = None
+
+    @classmethod
+    def from_stage(cls, utilities: Any, metric: str = "rms", **parts: Any) -> SelectionInputs:
+        """The utility matrices of a scored stage (pipeline.StageUtilities: pool, and targets
+        or existing when scored) in `metric` ("rms" or "logprob"), plus the other `parts`
+        (embeddings, quality) as given."""
+        side = {
+            name: getattr(utilities, role).matrix(metric)
+            for name, role in (("u_targets", "targets"), ("u_existing", "existing"))
+            if getattr(utilities, role) is not None
+        }
+        pool = utilities.pool.matrix(metric)
+        return cls(pool.shape[0], u_pool=pool, **side, **parts)
 
     def __post_init__(self) -> None:
         if isinstance(self.n, bool) or not isinstance(self.n, (int, np.integer)) or self.n < 1:
@@ -101,10 +115,10 @@ class SelectionInputs:
         n = int(self.n)
         if self.u_pool is not None:
             _check_matrix("u_pool (pool x pool)", self.u_pool, n, n)
-        if self.u_query is not None:
-            _check_matrix("u_query (targets x pool)", self.u_query, None, n)
-        if self.u_private is not None:
-            _check_matrix("u_private (pool x existing)", self.u_private, n, None)
+        if self.u_targets is not None:
+            _check_matrix("u_targets (targets x pool)", self.u_targets, None, n)
+        if self.u_existing is not None:
+            _check_matrix("u_existing (pool x existing)", self.u_existing, n, None)
         dims = []
         for name, emb in (
             ("emb_pool", self.emb_pool),
@@ -127,20 +141,20 @@ class SelectionInputs:
         if self.emb_pool is not None and self.emb_pool.shape[0] != n:
             raise ConfigError(f"emb_pool has {self.emb_pool.shape[0]} rows; expected n = {n}")
         if (
-            self.u_query is not None
+            self.u_targets is not None
             and self.emb_targets is not None
-            and (self.u_query.shape[0] != self.emb_targets.shape[0])
+            and (self.u_targets.shape[0] != self.emb_targets.shape[0])
         ):
             raise ConfigError(
-                f"u_query has {self.u_query.shape[0]} targets but emb_targets has"
+                f"u_targets has {self.u_targets.shape[0]} targets but emb_targets has"
                 f" {self.emb_targets.shape[0]}; both must describe the same target set"
             )
         if (
-            self.u_private is not None
+            self.u_existing is not None
             and self.emb_existing is not None
-            and (self.u_private.shape[1] != self.emb_existing.shape[0])
+            and (self.u_existing.shape[1] != self.emb_existing.shape[0])
         ):
             raise ConfigError(
-                f"u_private has {self.u_private.shape[1]} existing samples but emb_existing has"
+                f"u_existing has {self.u_existing.shape[1]} existing samples but emb_existing has"
                 f" {self.emb_existing.shape[0]}; both must describe the same existing set"
             )

@@ -69,10 +69,10 @@ for name in chosen:
             utilities = registry.stage_utilities(cache, meta["stage_key"])
         except DeliftError:
             continue
-        if utilities.query is not None:
-            u_query = utilities.query.matrix(meta.get("metric", "rms"))
-            got = compare.targets_covered(u_query, sets[name])
-            covered_targets[name] = f"{got:,} / {u_query.shape[0]:,}"
+        if utilities.targets is not None:
+            u_targets = utilities.targets.matrix(meta.get("metric", "rms"))
+            got = compare.targets_covered(u_targets, sets[name])
+            covered_targets[name] = f"{got:,} / {u_targets.shape[0]:,}"
 
 summary = pd.DataFrame(
     {

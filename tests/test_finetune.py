@@ -30,6 +30,7 @@ from delift_core.finetune import (
     evaluate_finetuned,
     finetune,
     finetuned_eval_config,
+    micro_batches,
     resolve_target_modules,
     save_adapter,
 )
@@ -72,10 +73,12 @@ def test_config_defaults_validation_and_hash():
     for bad in (
         {"method": "qlora"}, {"epochs": 0}, {"learning_rate": 0.0}, {"lora_dropout": 1.0},
         {"warmup": 1.0}, {"max_tokens": 4}, {"target_modules": ()}, {"template": "no slot"},
+        {"max_batch_tokens": 4},
     ):  # fmt: skip
         with pytest.raises(ConfigError):
             FinetuneConfig(**bad)
     assert config.hash != FinetuneConfig(seed=1).hash
+    assert config.hash != FinetuneConfig(max_batch_tokens=2048).hash
     assert config.hash == FinetuneConfig(learning_rate=2e-4).hash  # the same resolved rate
     # LoRA settings do not change full fine-tuning, nor its hash
     assert FinetuneConfig(method="full").hash == FinetuneConfig(method="full", lora_rank=4).hash
@@ -138,6 +141,31 @@ def test_epoch_batches_cover_every_row_once_in_similar_lengths():
     # padding: far below what random batches of 4 would waste
     waste = sum(len(b) * max(lengths[i] for i in b) - sum(lengths[i] for i in b) for b in batches)
     assert waste < 0.25 * sum(lengths)
+
+
+def test_micro_batches_stay_within_the_token_limit_in_order():
+    assert micro_batches([10, 20, 30, 600, 700], 1024) == [[0, 1, 2], [3], [4]]
+    assert micro_batches([100] * 8, 512) == [[0, 1, 2, 3, 4], [5, 6, 7]]
+    assert micro_batches([2000], 1024) == [[0]]  # a row longer than the limit goes alone
+    lengths = list(np.random.default_rng(3).integers(5, 300, size=40))
+    runs = micro_batches(lengths, 600)
+    assert [i for run in runs for i in run] == list(range(40))
+    assert all(len(run) == 1 or len(run) * max(lengths[i] for i in run) <= 600 for run in runs)
+
+
+def test_micro_batches_train_like_one_pass_per_batch(tiny_lm, samples):
+    """Splitting a step's batch changes the memory it takes, not the gradient: full
+    fine-tuning (no dropout anywhere) gives the same losses and weights either way."""
+    config = FinetuneConfig(method="full", epochs=2, learning_rate=3e-3, batch_size=4)
+    whole = finetune(tiny_lm, samples, replace(config, max_batch_tokens=100_000))
+    split = finetune(tiny_lm, samples, replace(config, max_batch_tokens=8))  # one row per pass
+    lengths = [len(r.ids) for r in build_rows(tiny_lm, samples, config)[0]]
+    assert min(lengths) > 4 and len(samples) > config.batch_size  # every row in a pass alone
+    np.testing.assert_allclose(split.losses, whole.losses, rtol=1e-5)
+    assert split.tokens == whole.tokens == sum(lengths) * 2
+    a, b = _weights(whole.lm), _weights(split.lm)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
 
 
 def test_target_modules_resolve_to_what_the_model_has(tiny_lm):
@@ -319,10 +347,10 @@ def _write(path: Path, items: list[Record]) -> str:
 
 
 def test_cli_eval_finetune_end_to_end(tmp_path, tiny_model_dir, capsys, monkeypatch):
-    import delift_core.models as models
+    from delift_core.cli import scoring
 
-    monkeypatch.setattr(models, "load_embedder", lambda name, device: HashEmbedder(dim=64))
-    monkeypatch.setattr(models, "embedder_id", lambda name: HashEmbedder.key)
+    monkeypatch.setattr(scoring, "load_embedder", lambda name, device: HashEmbedder(dim=64))
+    monkeypatch.setattr(scoring, "embedder_id", lambda name: HashEmbedder.key)
     pool = _write(tmp_path / "pool.jsonl", _pool(6))
     test = _write(tmp_path / "test.jsonl", _pool(9)[6:])
     common = [
@@ -357,3 +385,25 @@ def test_cli_eval_finetune_end_to_end(tmp_path, tiny_model_dir, capsys, monkeypa
     code = main(["eval", pool, "--test", test, "--epochs", "2"])
     err = capsys.readouterr().err
     assert code == 2 and "--epochs applies only with --protocol finetune" in err
+
+
+def test_reproduce_renders_a_finetune_stage():
+    from bench.reproduce_report import is_run, render_stage
+
+    assert is_run("random-s1") and is_run("delift-q-t0") and not is_run("delift-se")
+    entry = {"mean": -2.0, "low": -2.5, "high": -1.5, "n": 40}
+    summary = {
+        label: {"logprob": entry | {"vs": {"random": entry}}}
+        for label in ("initial", "random", "random-s0", "delift-q", "full")
+    }
+    losses = {"epoch_losses": [2.5, 1.75]}
+    record = {
+        "protocol": "finetune", "summary": summary,
+        "sizes": {"initial": 0, "random": 24, "delift-q": 24, "full": 80},
+        "training": {"random-s0": losses, "random-s1": losses, "delift-q": losses},
+    }  # fmt: skip
+    table = render_stage("task", record)
+    assert "| Initial (no fine-tuning) | 0 | - |" in table
+    assert "| Random | 24 | 2.50 → 1.75; 2.50 → 1.75 | -2.000 [-2.500, -1.500] |" in table
+    assert "| DELIFT-Q | 24 | 2.50 → 1.75 |" in table and "random-s0" not in table
+    assert "training rows" in table and "shots used" not in table

@@ -25,10 +25,10 @@ def test_task_and_continual_matrices_have_the_documented_orientation(tiny_lm, sa
     pool, targets, existing = samples[:4], samples[4:6], samples[6:]
     stage = score_stage(tiny_lm, pool, ScoringConfig(), targets=targets, existing=existing)
     assert stage.pool.rms.shape == (4, 4)
-    assert stage.query.rms.shape == (2, 4)  # targets x pool
-    assert stage.private.rms.shape == (4, 1)  # pool x existing
+    assert stage.targets.rms.shape == (2, 4)  # targets x pool
+    assert stage.existing.rms.shape == (4, 1)  # pool x existing
     direct = compute_utility(tiny_lm, targets, pool, ScoringConfig())
-    np.testing.assert_allclose(stage.query.rms, direct.rms, atol=1e-6)
+    np.testing.assert_allclose(stage.targets.rms, direct.rms, atol=1e-6)
 
 
 def test_sparse_stage_uses_embedding_candidates(tiny_lm, samples, tmp_path):
@@ -41,15 +41,15 @@ def test_sparse_stage_uses_embedding_candidates(tiny_lm, samples, tmp_path):
             on_progress=lambda phase, p: phases.append(phase),
         )  # fmt: skip
         assert stage.pool.rms.nnz == len(samples) * 3
-        assert stage.query.rms.shape == (2, len(samples)) and stage.query.rms.nnz == 2 * 2
+        assert stage.targets.rms.shape == (2, len(samples)) and stage.targets.rms.nnz == 2 * 2
         assert {"pool", "targets"} <= set(phases)
         key = stage_key(tiny_lm.model_id, config, "pool-hash", "target-hash")
         assert load_stage(cache, key) is None
         save_stage(cache, key, stage, {"note": "x"})
         loaded = load_stage(cache, key)
         assert (loaded.pool.rms != stage.pool.rms).nnz == 0
-        assert (loaded.query.logprob != stage.query.logprob).nnz == 0
-        assert loaded.private is None
+        assert (loaded.targets.logprob != stage.targets.logprob).nnz == 0
+        assert loaded.existing is None
     with pytest.raises(ConfigError):
         score_stage(tiny_lm, samples, config)
 

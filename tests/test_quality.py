@@ -161,7 +161,7 @@ def test_delift_q_equals_plain_greedy_with_prior_and_gate(stage, sparse):
         u_in = sp.csr_matrix((u[rows, cols], (rows, cols)), shape=u.shape)
     else:
         u_in = u
-    inputs = SelectionInputs(n, u_pool=u_in, u_query=uq, u_private=up, quality=quality)
+    inputs = SelectionInputs(n, u_pool=u_in, u_targets=uq, u_existing=up, quality=quality)
     weight, gate = 0.7, 0.25
     got = select_subset(
         inputs, method="delift-q", stage=stage, quality_weight=weight, quality_gate=gate
@@ -222,7 +222,7 @@ def test_delift_q_errors_say_what_to_do():
 def test_pinned_first_excluded_never_against_plain_greedy(method, stage):
     u, uq, up = random_case(seed=6, n=20)
     quality = np.random.default_rng(2).permutation(20) / 19
-    inputs = SelectionInputs(20, u_pool=u, u_query=uq, u_private=up, quality=quality)
+    inputs = SelectionInputs(20, u_pool=u, u_targets=uq, u_existing=up, quality=quality)
     pinned, excluded = [7, 2], [4, 11, 15]
     got = select_subset(
         inputs, method=method, stage=stage, pinned=pinned, excluded=excluded,

@@ -164,7 +164,7 @@ U_TASK_QUERY = np.array([[1.0, 1.0, 0.0, 0.0]], dtype=np.float32)  # (targets=1,
 
 @pytest.mark.parametrize("engine", ["numpy", "submodlib"])
 def test_flmi_prefers_what_serves_the_targets(engine):
-    inputs = SelectionInputs(4, u_pool=U_TASK_POOL, u_query=U_TASK_QUERY)
+    inputs = SelectionInputs(4, u_pool=U_TASK_POOL, u_targets=U_TASK_QUERY)
     plain = select_subset(inputs, method="fl-only", stage="task", engine=engine)
     assert plain.order[0] == 3
     assert plain.gains[0] == pytest.approx(2.4, rel=1e-5)
@@ -191,7 +191,7 @@ U_PRIVATE = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 0.1], [0.0, 0.0]], dtype=np.
 
 @pytest.mark.parametrize("engine", ["numpy", "submodlib"])
 def test_flcg_skips_what_the_existing_data_covers(engine):
-    inputs = SelectionInputs(4, u_pool=U_NEW, u_private=U_PRIVATE)
+    inputs = SelectionInputs(4, u_pool=U_NEW, u_existing=U_PRIVATE)
     plain = select_subset(inputs, method="fl-only", stage="continual", engine=engine)
     assert plain.order[0] == 0
     result = select_subset(inputs, method="delift", stage="continual", engine=engine)
@@ -209,7 +209,7 @@ def test_flcg_skips_what_the_existing_data_covers(engine):
 def test_dense_agrees_with_submodlib_and_plain_greedy(stage):
     u, uq, up = random_case(seed=11)
     n = u.shape[0]
-    inputs = SelectionInputs(n, u_pool=u, u_query=uq, u_private=up)
+    inputs = SelectionInputs(n, u_pool=u, u_targets=uq, u_existing=up)
     ours = select_subset(inputs, method="delift", stage=stage)
     theirs = select_subset(inputs, method="delift", stage=stage, engine="submodlib")
     if stage == "instruction":
@@ -259,7 +259,7 @@ def test_sparse_pattern_agrees_with_plain_greedy_on_densified_kernels(stage):
     u = random_sparse(n, n, 0.25, 0.0)
     uq = random_sparse(t, n, 0.5, 1.0)  # mostly relevant targets: see random_case
     up = random_sparse(n, e, 0.5, 0.0)
-    inputs = SelectionInputs(n, u_pool=u, u_query=uq, u_private=up)
+    inputs = SelectionInputs(n, u_pool=u, u_targets=uq, u_existing=up)
     ours = select_subset(inputs, method="delift", stage=stage)
     # Kernels on stored values only, one global scale, absent entries 0.
     blocks = {"instruction": [u], "task": [u, uq], "continual": [u, up]}[stage]
@@ -314,7 +314,7 @@ def test_clip_kernel_is_used_when_asked():
 
 def test_prefix_property_and_objective():
     u, uq, _ = random_case(seed=3, n=25)
-    inputs = SelectionInputs(25, u_pool=u, u_query=uq)
+    inputs = SelectionInputs(25, u_pool=u, u_targets=uq)
     full = select_subset(inputs, method="delift", stage="task")
     assert full.size == 25 and sorted(full.order) == list(range(25))
     for budget in (1, 7, 24):
@@ -333,8 +333,8 @@ def test_objective_value_scores_any_subset_with_the_stage_objective(stage):
     inputs = SelectionInputs(
         12,
         u_pool=u,
-        u_query=uq if stage == "task" else None,
-        u_private=up if stage == "continual" else None,
+        u_targets=uq if stage == "task" else None,
+        u_existing=up if stage == "continual" else None,
     )
     greedy = select_subset(inputs, method="delift", stage=stage)
     for budget in (1, 4, 12):
@@ -428,14 +428,14 @@ def test_errors_are_actionable():
 def test_shapes_are_checked_on_construction():
     with pytest.raises(ConfigError, match=r"u_pool .* shape \(3, 4\)"):
         SelectionInputs(4, u_pool=np.zeros((3, 4)))
-    with pytest.raises(ConfigError, match=r"u_query .* shape \(2, 5\)"):
-        SelectionInputs(4, u_query=np.zeros((2, 5)))
-    with pytest.raises(ConfigError, match=r"u_private .* shape \(5, 2\)"):
-        SelectionInputs(4, u_private=np.zeros((5, 2)))
+    with pytest.raises(ConfigError, match=r"u_targets .* shape \(2, 5\)"):
+        SelectionInputs(4, u_targets=np.zeros((2, 5)))
+    with pytest.raises(ConfigError, match=r"u_existing .* shape \(5, 2\)"):
+        SelectionInputs(4, u_existing=np.zeros((5, 2)))
     with pytest.raises(ConfigError, match="emb_pool has 3 rows"):
         SelectionInputs(4, emb_pool=np.zeros((3, 2)))
     with pytest.raises(ConfigError, match="same target set"):
-        SelectionInputs(4, u_query=np.zeros((2, 4)), emb_targets=np.zeros((3, 2)))
+        SelectionInputs(4, u_targets=np.zeros((2, 4)), emb_targets=np.zeros((3, 2)))
     with pytest.raises(ConfigError, match="embedding sizes differ"):
         SelectionInputs(4, emb_pool=np.zeros((4, 2)), emb_targets=np.zeros((3, 5)))
     with pytest.raises(ConfigError, match="pool size"):

@@ -55,12 +55,12 @@ def clusters_covered(labels: np.ndarray, indices: np.ndarray) -> int:
     return len(np.unique(labels[np.asarray(indices, dtype=np.int64)]))
 
 
-def targets_covered(u_query: np.ndarray | sp.csr_matrix, indices: np.ndarray) -> int:
-    """Targets whose best selected utility is positive: u_query (targets, n), rows = targets."""
+def targets_covered(u_targets: np.ndarray | sp.csr_matrix, indices: np.ndarray) -> int:
+    """Targets whose best selected utility is positive: u_targets (targets, n), rows = targets."""
     idx = np.asarray(indices, dtype=np.int64)
     if idx.size == 0:
         return 0
-    block = u_query[:, idx]
+    block = u_targets[:, idx]
     best = block.max(axis=1)
     best = best.toarray().ravel() if sp.issparse(best) else np.asarray(best).ravel()
     return int((best > 0).sum())
@@ -72,10 +72,5 @@ def delift_objective(
     """DELIFT's objective of `stage` (FL, FLMI or FLCG on the utility kernel, as the method
     "delift" maximises it) evaluated once on `subset` (pool indices): puts a selection of any
     method, e.g. random, on the scale of the greedy's objective. metric: "rms" or "logprob"."""
-    inputs = SelectionInputs(
-        utilities.pool.rms.shape[0],
-        u_pool=utilities.pool.matrix(metric),
-        u_query=utilities.query.matrix(metric) if utilities.query else None,
-        u_private=utilities.private.matrix(metric) if utilities.private else None,
-    )
+    inputs = SelectionInputs.from_stage(utilities, metric)
     return objective_value(inputs, subset, method="delift", stage=stage, kernel=kernel)

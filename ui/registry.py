@@ -366,11 +366,9 @@ def full_selection(
             "DELIFT-SE needs sentence embeddings, which are still being computed; try again "
             "when the map has appeared"
         )
-    inputs = SelectionInputs(
-        len(pool),
-        u_pool=utilities.pool.matrix(metric),
-        u_query=utilities.query.matrix(metric) if utilities.query else None,
-        u_private=utilities.private.matrix(metric) if utilities.private else None,
+    inputs = SelectionInputs.from_stage(
+        utilities,
+        metric,
         quality=_quality_inputs(cache, key, meta, method, quality_signal),
         **embeddings,
     )

@@ -145,9 +145,9 @@ def _neighbours(scores: Scores, view: PoolView, i: int, stage: str, metric: str)
     u_pool = utilities.pool.matrix(metric)
     records = view.pool.records
     h1, h2 = st.columns(2)
-    if stage == "task" and meta.get("targets") and utilities.query is not None:
+    if stage == "task" and meta.get("targets") and utilities.targets is not None:
         targets_ds = registry.load_source(meta["targets"]["spec"], cache)
-        helps = explain.top_entries(utilities.query.matrix(metric), i, "col")
+        helps = explain.top_entries(utilities.targets.matrix(metric), i, "col")
         h1.caption("Targets it helps most")
         h1.dataframe(
             explain.entries_table(helps, targets_ds.records),

@@ -56,7 +56,7 @@ def coverage_kernel(scores: Scores, view: PoolView, settings: Settings) -> tuple
     else:
         blocks = [u_pool]
         if method != "fl-only":
-            side = {"task": utilities.query, "continual": utilities.private}.get(stage)
+            side = {"task": utilities.targets, "continual": utilities.existing}.get(stage)
             if side is not None:
                 blocks.append(side.matrix(metric))
         built = (utility_kernels(blocks, kernel)[0], "help")  # type: ignore[arg-type]

@@ -28,7 +28,7 @@ from delift_core.files import save_matrix_atomic, write_bytes_atomic, write_json
 from delift_core.quality import SIGNALS, quality_rows
 
 # Output file of each matrix, without its suffix (.npy exact, .npz sparse).
-MATRIX_FILES = {"pool": "utility", "query": "utility_targets", "private": "utility_existing"}
+MATRIX_FILES = {"pool": "utility", "targets": "utility_targets", "existing": "utility_existing"}
 
 
 def add_parser(subparsers: Any) -> None:

@@ -71,8 +71,8 @@ def test_overlap_clusters_targets_and_map():
     assert summary.loc["a", "clusters covered"] == f"{len({families[i] for i in (0, 1, 2)})} / {k}"
     assert summary.loc["b", "clusters covered"] == f"{len({families[i] for i in (2, 3)})} / {k}"
     # Target coverage: targets whose best selected utility is positive (task stage only).
-    u_query = registry.stage_utilities(cache, key).query.rms
-    covered = int((u_query[:, [0, 1, 2]].max(axis=1) > 0).sum())
+    u_targets = registry.stage_utilities(cache, key).targets.rms
+    covered = int((u_targets[:, [0, 1, 2]].max(axis=1) > 0).sum())
     assert summary.loc["a", "targets covered"] == f"{covered} / 3"
     assert summary.loc["b", "targets covered"] == ""
     jaccard = frame(at, "a", "b")

@@ -133,7 +133,7 @@ def test_task_stage_with_targets():
     at.selectbox(key="select_method").set_value("random").run()
     assert_clean(at)
     stage = load_stage(services()[0], key)
-    inputs = SelectionInputs(6, u_pool=stage.pool.rms, u_query=stage.query.rms)
+    inputs = SelectionInputs(6, u_pool=stage.pool.rms, u_targets=stage.targets.rms)
     subset = select_subset(inputs, method="random", stage="task").take(2)
     value = objective_value(inputs, subset, method="delift", stage="task")
     assert {m.label: m.value for m in at.metric}["Objective"] == f"{value:.4f}"
@@ -173,7 +173,7 @@ def test_sparse_continual_stage_and_inspection():
     at.selectbox(key="select_method").set_value("random").run()
     assert_clean(at)
     stage = load_stage(services()[0], key)
-    inputs = SelectionInputs(8, u_pool=stage.pool.rms, u_private=stage.private.rms)
+    inputs = SelectionInputs(8, u_pool=stage.pool.rms, u_existing=stage.existing.rms)
     assert sp.issparse(inputs.u_pool)
     subset = select_subset(inputs, method="random", stage="continual").take(2)
     value = objective_value(inputs, subset, method="delift", stage="continual")
