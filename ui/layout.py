@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 from dataclasses import dataclass
@@ -18,6 +19,9 @@ from ui import registry, services, state, workspaces
 log = logging.getLogger(__name__)
 
 FAVICON = Path(__file__).resolve().parents[1] / "assets" / "favicon.png"
+# Sent inline as a data: URL. Given as a file, Streamlit serves it as a media file whose address
+# changes on every page run, and the browser's later request for the old address gets a 404.
+FAVICON_URL = "data:image/png;base64," + base64.b64encode(FAVICON.read_bytes()).decode("ascii")
 # Rows of the demo set loaded at start-up: small enough to score in minutes on a CPU.
 DEMO_START_ROWS = 60
 TOUCHED = "workspace_touched"  # the workspace whose use this session has recorded
@@ -62,7 +66,7 @@ def setup_page(title: str) -> Services:
 
     The browser tab shows the bundled icon: a Material icon there would be fetched from an
     outside host, and the app makes no outside requests."""
-    st.set_page_config(page_title=f"{title} · DELIFT Studio", page_icon=str(FAVICON), layout="wide")
+    st.set_page_config(page_title=f"{title} · DELIFT Studio", page_icon=FAVICON_URL, layout="wide")
     try:
         workspace = state.current_workspace() or workspaces.SHARED
         svc = Services(services.get_cache(), services.get_manager(), workspace)
