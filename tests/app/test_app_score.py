@@ -19,7 +19,7 @@ def test_empty_state_points_to_data():
     at.run()
     assert not at.exception
     assert any("No data loaded" in m for m in messages(at.info))
-    assert not at.button  # nothing to start
+    assert not at.main.button  # nothing to start (the sidebar has the workspace box)
 
 
 def test_estimate_then_score_in_the_background():
