@@ -31,6 +31,16 @@ def tiny_lm():
     return build_tiny_lm()
 
 
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """The tiny random model saved as a Hugging Face folder (for `--model DIR`)."""
+    folder = tmp_path_factory.mktemp("tiny-model")
+    lm = build_tiny_lm()
+    lm.model.save_pretrained(folder)
+    lm.tokenizer.save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture()
 def samples():
     return list(SAMPLES)

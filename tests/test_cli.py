@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from delift_core.cli import main
-from delift_core.testing import build_tiny_lm
 
 ROWS = [
     {
@@ -24,15 +23,6 @@ ROWS = [
     }
     for i in range(30)
 ]
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-model")
-    lm = build_tiny_lm()
-    lm.model.save_pretrained(folder)
-    lm.tokenizer.save_pretrained(folder)
-    return folder
 
 
 def write_jsonl(path: Path, rows) -> Path:

@@ -110,15 +110,6 @@ def test_scoring_config_takes_numpy_integers():
 # --- delift score --out: an earlier run is not replaced unasked ---------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-model")
-    lm = build_tiny_lm()
-    lm.model.save_pretrained(folder)
-    lm.tokenizer.save_pretrained(folder)
-    return folder
-
-
 def _write(path: Path, rows) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path

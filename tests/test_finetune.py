@@ -331,15 +331,6 @@ def test_compare_methods_under_the_finetune_protocol(tiny_lm, embedder):
 # ---------------------------------------------------------------------------------- the CLI
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-model")
-    lm = build_tiny_lm()
-    lm.model.save_pretrained(folder)
-    lm.tokenizer.save_pretrained(folder)
-    return folder
-
-
 def _write(path: Path, items: list[Record]) -> str:
     path.write_text("".join(json.dumps({"instruction": i.instruction, "output": i.output}) + "\n"
                             for i in items))  # fmt: skip
