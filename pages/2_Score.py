@@ -37,13 +37,17 @@ for role, handle in handles.items():
         st.text(f"{role}: {handle['label']} · {handle['rows']:,} rows")
 
 suggested = suggest_mode(rows["pool"], rows["targets"], rows["existing"])
-if "score_mode" not in st.session_state:
-    st.session_state["score_mode"] = suggested
+for key, default in (
+    ("score_model", "default"),
+    ("score_mode", suggested),
+    ("score_k", SPARSE_DEFAULT_K),
+    ("score_batch", 32),
+):
+    state.kept(key, default)
 c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
 model = (
     c1.text_input(
         "Model",
-        "default",
         key="score_model",
         help="'default' is the embedded SmolLM2-135M-Instruct; or give a local Hugging Face model "
         "folder, under the folders data may be read from. Nothing is downloaded, and a folder "
@@ -59,10 +63,10 @@ mode = c2.radio(
     help="exact: every pair. sparse: each row's k most similar candidates (by sentence "
     "embedding), far fewer passes for large pools.",
 )
-k = c3.number_input(
-    "Candidates per row (k)", 1, 1024, SPARSE_DEFAULT_K, key="score_k", disabled=mode == "exact"
-)
-batch = c4.number_input("Batch size", 1, 1024, 32, key="score_batch")
+k = c3.number_input("Candidates per row (k)", 1, 1024, key="score_k", disabled=mode == "exact")
+batch = c4.number_input("Batch size", 1, 1024, key="score_batch")
+for key in ("score_model", "score_mode", "score_k", "score_batch"):
+    state.remember(key)
 exact_passes = estimate_run(rows["pool"], "exact", 0, rows["targets"], rows["existing"]).passes
 if suggested == "sparse":
     st.caption(

@@ -94,3 +94,22 @@ def switch_workspace(name: str) -> str:
     st.session_state[WORKSPACE] = name
     st.query_params[WORKSPACE_PARAM] = name
     return name
+
+
+KEPT_PREFIX = "kept_"  # a plain (non-widget) copy of a widget's value
+
+
+def kept(key: str, default: Any) -> None:
+    """Give the widget `key` its last value, or `default` the first time. Call before the widget
+    (created without its own default) and `remember(key)` after it. Streamlit drops a widget's
+    state when a run ends without it, and a run_every fragment calling st.rerun() can do so too
+    (streamlit issues 10805, 9171): the page would silently go back to its defaults, e.g. the
+    scoring mode from sparse to exact. A plain key is never dropped, so the choice survives."""
+    if key not in st.session_state:
+        st.session_state[key] = st.session_state.get(KEPT_PREFIX + key, default)
+
+
+def remember(key: str) -> None:
+    """Store the widget `key`'s current value where kept() finds it."""
+    if key in st.session_state:
+        st.session_state[KEPT_PREFIX + key] = st.session_state[key]

@@ -284,3 +284,18 @@ def test_the_time_estimate_counts_text_length(tmp_path):
     assert ratio > 10 and abs(longer - passes / 10.0 * ratio) <= 1
     assert any("Scaled x" in c and "for text length" in c for c in messages(at.caption))
     assert not [j for j in services()[1].list_jobs() if j.kind == "calibrate"]
+
+
+def test_choices_survive_streamlit_dropping_their_widget_state():
+    """Streamlit drops a widget's state when a run ends without it (a visit to another page, or
+    a run_every fragment's st.rerun()); coming back must not fall back to the defaults."""
+    at = with_data(page("2_Score.py"), pool=demo_handle(6)).run()
+    at.radio(key="score_mode").set_value("sparse").run()
+    at.number_input(key="score_k").set_value(3).run()
+    at.switch_page("pages/1_Data.py").run()
+    at.switch_page("pages/2_Score.py").run()
+    assert_clean(at)
+    assert at.radio(key="score_mode").value == "sparse"
+    assert at.number_input(key="score_k").value == 3
+    # 6 baselines + 6 answers without prompt + 6 x 4 sparse pairs
+    assert {m.label: m.value for m in at.metric}["Forward passes"] == "36"
