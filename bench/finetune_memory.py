@@ -1,4 +1,4 @@
-"""Peak memory and speed of one LoRA fine-tuning run (delift_core.finetune), in a fresh process.
+"""Peak memory and speed of one LoRA fine-tuning run (delift_core.evaluation.finetune), in a fresh process.
 
     python bench/finetune_memory.py --rows 8 --max-batch-tokens 1024
     python bench/finetune_memory.py --rows 8 --max-batch-tokens 100000   # one pass per batch
@@ -23,9 +23,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from delift_core.data import load_dataset  # noqa: E402
-from delift_core.finetune import finetune  # noqa: E402
-from delift_core.finetune_types import FinetuneConfig  # noqa: E402
+from delift_core.data.dataset import load_dataset  # noqa: E402
+from delift_core.evaluation.finetune import finetune  # noqa: E402
+from delift_core.evaluation.finetune_types import FinetuneConfig  # noqa: E402
 from delift_core.models import load_causal_lm  # noqa: E402
 
 

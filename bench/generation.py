@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.utility_throughput import write_section  # noqa: E402
-from delift_core.data import load_dataset  # noqa: E402
-from delift_core.evaluate import EvalConfig, fit_prompt, generate_answers  # noqa: E402
+from delift_core.data.dataset import load_dataset  # noqa: E402
+from delift_core.evaluation.evaluate import EvalConfig, fit_prompt, generate_answers  # noqa: E402
 from delift_core.models import load_causal_lm  # noqa: E402
 
 DATA = os.environ.get("DELIFT_DATASETS", str(ROOT.parent / "shared" / "datasets"))

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.utility_throughput import DEFAULT_DATA, ideal_flops, write_section  # noqa: E402
 from delift_core.config import ScoringConfig  # noqa: E402
-from delift_core.data import load_dataset  # noqa: E402
+from delift_core.data.dataset import load_dataset  # noqa: E402
 from delift_core.models import default_lm_file, wrap_model  # noqa: E402
 from delift_core.prompts import plan_prompts  # noqa: E402
 from delift_core.resources import suggest_batch_limits  # noqa: E402

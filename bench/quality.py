@@ -13,7 +13,7 @@ DELIFT-Q (DELIFT with the quality prior), and counts what the subset holds:
 - S2 targeting: rows from the target's source; S3 continual: rows from the new sources.
 
 --split val also searches DELIFT-Q's settings (signal, weight, gate) and reports the best by a
-fixed rule (see `choose`); --split test runs the defaults of delift_core.selection once.
+fixed rule (see `choose`); --split test runs the defaults of delift_core.select.selection once.
 Results: JSON to --out; markdown tables on stdout.
 """
 
@@ -43,7 +43,7 @@ from delift_core.quality import (  # noqa: E402
     quality_score,
     quality_signals,
 )
-from delift_core.selection import (  # noqa: E402
+from delift_core.select.selection import (  # noqa: E402
     DEFAULT_QUALITY_GATE,
     DEFAULT_QUALITY_WEIGHT,
     SelectionInputs,

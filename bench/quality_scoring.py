@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 from bench.scenarios import Scenario, build_scenarios  # noqa: E402
 from delift_core.cache import UtilityCache, default_cache_path  # noqa: E402
 from delift_core.config import ScoringConfig  # noqa: E402
-from delift_core.data import dataset_from_rows  # noqa: E402
+from delift_core.data.dataset import dataset_from_rows  # noqa: E402
 from delift_core.embeddings import embed_records  # noqa: E402
 from delift_core.models import embedder_id, load_causal_lm, load_embedder  # noqa: E402
 from delift_core.pipeline import Embedder, score_stage  # noqa: E402

@@ -53,19 +53,19 @@ sys.path.insert(0, str(REPO))
 from bench.reproduce_report import plot_results, render_stage  # noqa: E402
 from delift_core.cache import UtilityCache, default_cache_path  # noqa: E402
 from delift_core.config import ScoringConfig  # noqa: E402
-from delift_core.data import load_dataset  # noqa: E402
-from delift_core.eval_compare import (  # noqa: E402
+from delift_core.data.dataset import load_dataset  # noqa: E402
+from delift_core.evaluation.eval_compare import (  # noqa: E402
     DEFAULT_METHODS,
     StageData,
     compare_methods,
     summarize_results,
 )
-from delift_core.evaluate import EvalConfig  # noqa: E402
+from delift_core.evaluation.evaluate import EvalConfig  # noqa: E402
+from delift_core.evaluation.finetune_types import FinetuneConfig, FinetuneResult  # noqa: E402
 from delift_core.files import write_json_atomic  # noqa: E402
-from delift_core.finetune_types import FinetuneConfig, FinetuneResult  # noqa: E402
 from delift_core.models import embedder_id, load_causal_lm, load_embedder  # noqa: E402
 from delift_core.pipeline import Embedder, score_stage  # noqa: E402
-from delift_core.selection import SelectionInputs, objective_value, select_subset  # noqa: E402
+from delift_core.select.selection import SelectionInputs, objective_value, select_subset  # noqa: E402
 
 STAGE_FILES = {
     "instruction": {"pool": "dolly_openqa.train", "test": "dolly_openqa.test"},

@@ -89,12 +89,12 @@ def measure_one(data: str, n: int, k: int) -> dict:
     import torch
 
     from delift_core.config import ScoringConfig
-    from delift_core.data import load_dataset
+    from delift_core.data.dataset import load_dataset
     from delift_core.embeddings import embed_records, find_candidates
     from delift_core.models import embedder_id, load_causal_lm, load_embedder
     from delift_core.projection import project_2d
     from delift_core.prompts import plan_prompts
-    from delift_core.selection import SelectionInputs, select_subset
+    from delift_core.select.selection import SelectionInputs, select_subset
     from delift_core.utility import compute_utility
 
     records = load_dataset(data, limit=n).records
@@ -160,7 +160,7 @@ def measure_at_scale(n: int, k: int, dim: int = 384) -> dict:
 
     from delift_core.embeddings import find_candidates
     from delift_core.projection import project_2d
-    from delift_core.selection import SelectionInputs, select_subset
+    from delift_core.select.selection import SelectionInputs, select_subset
 
     rng = np.random.default_rng(0)
     # Clustered vectors, closer to real embeddings than uniform noise.

@@ -26,9 +26,9 @@ import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from delift_core.greedy import Objective, evaluate_objective  # noqa: E402
-from delift_core.kernels import utility_kernels  # noqa: E402
-from delift_core.selection import SelectionInputs, SelectionResult, select_subset  # noqa: E402
+from delift_core.select.greedy import Objective, evaluate_objective  # noqa: E402
+from delift_core.select.kernels import utility_kernels  # noqa: E402
+from delift_core.select.selection import SelectionInputs, SelectionResult, select_subset  # noqa: E402
 
 SUBMODLIB_ARGS = dict(
     optimizer="LazyGreedy",

@@ -26,10 +26,10 @@ sys.path.insert(0, str(ROOT))
 from bench.utility_throughput import write_section  # noqa: E402
 from delift_core.cache import UtilityCache  # noqa: E402
 from delift_core.config import ScoringConfig  # noqa: E402
-from delift_core.data import load_dataset  # noqa: E402
+from delift_core.data.dataset import load_dataset  # noqa: E402
 from delift_core.embeddings import embed_records, find_candidates  # noqa: E402
 from delift_core.models import embedder_id, load_causal_lm, load_embedder  # noqa: E402
-from delift_core.selection import SelectionInputs, objective_value, select_subset  # noqa: E402
+from delift_core.select.selection import SelectionInputs, objective_value, select_subset  # noqa: E402
 from delift_core.utility import compute_utility  # noqa: E402
 
 

@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from delift_core.config import ScoringConfig  # noqa: E402
-from delift_core.data import load_dataset  # noqa: E402
+from delift_core.data.dataset import load_dataset  # noqa: E402
 from delift_core.embeddings import embed_records, find_candidates  # noqa: E402
 from delift_core.models import embedder_id, load_causal_lm, load_embedder  # noqa: E402
 from delift_core.prompts import plan_prompts  # noqa: E402

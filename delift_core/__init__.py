@@ -20,10 +20,10 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 # Public name -> the module that defines it (docs/design.md lists the layers).
 _PUBLIC: dict[str, str] = {
     # data
-    "Dataset": "data",
-    "Record": "data",
-    "load_dataset": "data",
-    "dataset_stats": "data",
+    "Dataset": "data.dataset",
+    "Record": "data.dataset",
+    "load_dataset": "data.dataset",
+    "dataset_stats": "data.dataset",
     # configuration and errors
     "ScoringConfig": "config",
     "SelectionConfig": "config",
@@ -46,15 +46,15 @@ _PUBLIC: dict[str, str] = {
     "quality_signals": "quality",
     "quality_score": "quality",
     # selection, saved selections and export
-    "METHODS": "selection",
-    "SelectionInputs": "selection",
-    "SelectionResult": "selection",
-    "select_subset": "selection",
+    "METHODS": "select.selection",
+    "SelectionInputs": "select.selection",
+    "SelectionResult": "select.selection",
+    "select_subset": "select.selection",
     "SavedSelection": "selection_store",
     "export_subset": "export",
     # evaluation
-    "EvalConfig": "evaluate",
-    "evaluate_examples": "evaluate",
+    "EvalConfig": "evaluation.evaluate",
+    "evaluate_examples": "evaluation.evaluate",
 }
 
 __all__ = sorted(_PUBLIC)

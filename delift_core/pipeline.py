@@ -24,7 +24,7 @@ from delift_core.quality import (
     quality_signals,
     score_answers,
 )
-from delift_core.selection import SelectionInputs
+from delift_core.select.selection import SelectionInputs
 from delift_core.utility import (
     CancelFn,
     Progress,

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from delift_core import paths
-from delift_core.data import SUPPORTED_FORMATS, Dataset, dataset_stats
+from delift_core.data.dataset import SUPPORTED_FORMATS, Dataset, dataset_stats
 from delift_core.errors import ConfigError, DataError, FieldMapNeeded
 from ui import layout, registry, services, state, workspaces
 

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from delift_core.errors import DeliftError
-from delift_core.finetune_types import FinetuneConfig
+from delift_core.evaluation.finetune_types import FinetuneConfig
 from delift_core.jobs import JobState
 from ui import (
     compare,

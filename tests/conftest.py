@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from delift_core.data import dataset_from_rows
+from delift_core.data.dataset import dataset_from_rows
 from delift_core.testing import build_tiny_lm
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

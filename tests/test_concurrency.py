@@ -9,11 +9,11 @@ import numpy as np
 
 from delift_core.cache import UtilityCache
 from delift_core.config import ScoringConfig
-from delift_core.data import dataset_from_rows
+from delift_core.data.dataset import dataset_from_rows
 from delift_core.export import export_subset, subset_rows
 from delift_core.jobs import JobManager
 from delift_core.pipeline import load_stage, save_stage, score_stage, stage_key
-from delift_core.selection import SelectionInputs, select_subset
+from delift_core.select.selection import SelectionInputs, select_subset
 
 ROWS = [
     {"id": f"r{i}", "instruction": f"Item {i}: double {i}.", "input": "", "output": f"{2 * i}"}

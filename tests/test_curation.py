@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from delift_core.coverage import row_coverage
-from delift_core.data import dataset_from_rows
+from delift_core.data.dataset import dataset_from_rows
 from delift_core.search import row_texts
 from ui import curation, why
 from ui.curation import RowFilter

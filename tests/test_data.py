@@ -1,4 +1,4 @@
-"""Tests of delift_core.data: formats, schemas, field maps, ids, hashes, warnings, stats, and
+"""Tests of delift_core.data.dataset: formats, schemas, field maps, ids, hashes, warnings, stats, and
 the bad-input corpus in tests/data/bad (see EXPECTED.json there)."""
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from delift_core import data
-from delift_core.data import (
+from delift_core.data.dataset import (
     MAX_FIELD_CHARS,
     Dataset,
     dataset_from_rows,
@@ -24,6 +23,7 @@ from delift_core.data import (
     load_bytes,
     load_dataset,
 )
+from delift_core.data import dataset as data
 from delift_core.errors import ConfigError, DataError, FieldMapNeeded
 
 BAD_DIR = Path(__file__).parent / "data" / "bad"
@@ -446,7 +446,7 @@ def test_stats_summarise_lengths_fields_duplicates_and_empty_inputs() -> None:
 
 def test_loading_logs_and_never_prints(tmp_path: Path, capsys, caplog) -> None:
     path = write_jsonl(tmp_path / "d.jsonl", [ROWS[0], ROWS[0]])
-    with caplog.at_level(logging.INFO, logger="delift_core.data"):
+    with caplog.at_level(logging.INFO, logger="delift_core.data.dataset"):
         load_dataset(path)
     assert capsys.readouterr() == ("", "")
     assert any("duplicate" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")

@@ -13,8 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from delift_core import data
-from delift_core.data import load_bytes, load_dataset
+from delift_core.data import dataset as data
+from delift_core.data.dataset import load_bytes, load_dataset
 from delift_core.errors import DataError
 
 LIMIT = 1024**2  # 1 MiB

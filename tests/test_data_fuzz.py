@@ -1,4 +1,4 @@
-"""Property tests of delift_core.data: whatever the bytes, loading returns a valid Dataset or
+"""Property tests of delift_core.data.dataset: whatever the bytes, loading returns a valid Dataset or
 raises DataError; nothing else escapes."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from delift_core.data import Dataset, dataset_from_rows, load_bytes, load_dataset
+from delift_core.data.dataset import Dataset, dataset_from_rows, load_bytes, load_dataset
 from delift_core.errors import DataError
 
 FUZZ = settings(

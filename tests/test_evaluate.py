@@ -13,10 +13,10 @@ import pytest
 
 from delift_core.cache import UtilityCache
 from delift_core.config import ScoringConfig, TemplateConfig
-from delift_core.data import Record, hash_record
+from delift_core.data.dataset import Record, hash_record
 from delift_core.errors import ConfigError
-from delift_core.eval_compare import StageData, compare_methods, summarize_results
-from delift_core.evaluate import (
+from delift_core.evaluation.eval_compare import StageData, compare_methods, summarize_results
+from delift_core.evaluation.evaluate import (
     EvalConfig,
     average_results,
     build_prompt,
@@ -27,7 +27,7 @@ from delift_core.evaluate import (
     retrieve_examples,
     score_answers,
 )
-from delift_core.metrics import (
+from delift_core.evaluation.metrics import (
     answer_kind_of,
     bootstrap_mean,
     cosine_rows,
@@ -143,7 +143,7 @@ def test_retrieval_orders_by_cosine_and_breaks_ties_by_index():
 
 
 def test_retrieval_with_an_embedder_finds_the_matching_prompt(samples, embedder):
-    from delift_core.evaluate import embed_prompts
+    from delift_core.evaluation.evaluate import embed_prompts
 
     query = [Item("What is the capital of Italy, please?", "", "Rome.")]
     found = retrieve_examples(embed_prompts(query, embedder), embed_prompts(samples, embedder), 2)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from delift_core.data import dataset_from_rows
+from delift_core.data.dataset import dataset_from_rows
 from delift_core.errors import ConfigError
 from delift_core.export import confined_path, export_subset, jsonl_bytes, subset_rows
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from delift_core.cli import main
-from delift_core.data import dataset_from_rows
+from delift_core.data.dataset import dataset_from_rows
 from delift_core.errors import ConfigError
 from delift_core.export import export_subset, subset_rows
 

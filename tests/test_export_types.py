@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from delift_core.data import dataset_from_rows, load_bytes, load_dataset
+from delift_core.data.dataset import dataset_from_rows, load_bytes, load_dataset
 from delift_core.errors import DataError
 from delift_core.export import export_subset, json_value, jsonl_bytes, subset_rows
 

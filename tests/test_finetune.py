@@ -16,11 +16,11 @@ import torch
 from delift_core.cache import UtilityCache
 from delift_core.cli import main
 from delift_core.config import ScoringConfig
-from delift_core.data import Record, hash_record
+from delift_core.data.dataset import Record, hash_record
 from delift_core.errors import CancelledError, ConfigError
-from delift_core.eval_compare import StageData, compare_methods, summarize_results
-from delift_core.evaluate import EvalConfig
-from delift_core.finetune import (
+from delift_core.evaluation.eval_compare import StageData, compare_methods, summarize_results
+from delift_core.evaluation.evaluate import EvalConfig
+from delift_core.evaluation.finetune import (
     IGNORE_INDEX,
     FinetuneConfig,
     batch_loss,
@@ -266,8 +266,8 @@ def test_save_adapter_writes_only_when_called(tiny_lm, samples, tmp_path, monkey
 def test_finetuned_scores_have_their_own_cache_keys(
     tiny_lm, samples, embedder, tmp_path, monkeypatch
 ):
-    import delift_core.finetune as ft
-    from delift_core.evaluate import evaluate_examples
+    import delift_core.evaluation.finetune as ft
+    from delift_core.evaluation.evaluate import evaluate_examples
 
     train, test = samples[:4], samples[4:]
     eval_config = EvalConfig(max_new_tokens=3, generate_limit=2)

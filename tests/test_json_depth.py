@@ -7,9 +7,9 @@ import json
 
 import pytest
 
+from delift_core.data.readers import MAX_JSON_DEPTH, Unparsed, json_depth, read_text_rows
+from delift_core.data.schemas import Notes
 from delift_core.errors import DataError
-from delift_core.readers import MAX_JSON_DEPTH, Unparsed, json_depth, read_text_rows
-from delift_core.schemas import Notes
 
 
 def _nested(levels: int) -> str:

@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from delift_core.errors import ConfigError
-from delift_core.kernels import embedding_kernel, sparse_embedding_kernel, utility_kernels
+from delift_core.select.kernels import embedding_kernel, sparse_embedding_kernel, utility_kernels
 
 
 def test_minmax_uses_one_scale_for_all_blocks():

@@ -14,7 +14,7 @@ import torch
 
 from delift_core import model_copies, models
 from delift_core.config import ScoringConfig
-from delift_core.data import load_dataset
+from delift_core.data.dataset import load_dataset
 from delift_core.errors import ModelError
 from delift_core.models import choose_device, load_causal_lm
 from delift_core.reference import reference_utility

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from delift_core import paths
-from delift_core.data import load_dataset
+from delift_core.data.dataset import load_dataset
 from delift_core.errors import ConfigError, DataError, PathError
 
 ROW = {"instruction": "Say hi", "input": "", "output": "hi"}

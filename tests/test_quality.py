@@ -11,7 +11,6 @@ import scipy.sparse as sp
 from delift_core.cache import UtilityCache
 from delift_core.config import ScoringConfig
 from delift_core.errors import CancelledError, ConfigError
-from delift_core.kernels import utility_kernels
 from delift_core.pipeline import load_stage, save_stage, score_stage
 from delift_core.quality import (
     AnswerScores,
@@ -21,7 +20,8 @@ from delift_core.quality import (
     score_answers,
 )
 from delift_core.reference import reference_distance
-from delift_core.selection import SelectionInputs, select_subset
+from delift_core.select.kernels import utility_kernels
+from delift_core.select.selection import SelectionInputs, select_subset
 from delift_core.utility import compute_utility
 from tests.test_selection import random_case
 

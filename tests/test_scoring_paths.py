@@ -15,7 +15,7 @@ import pytest
 from delift_core import batching
 from delift_core.cache import UtilityCache
 from delift_core.config import ScoringConfig
-from delift_core.data import dataset_from_rows
+from delift_core.data.dataset import dataset_from_rows
 from delift_core.errors import CancelledError
 from delift_core.prompts import plan_prompts
 from delift_core.reference import reference_utility

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from delift_core.data import dataset_from_rows
+from delift_core.data.dataset import dataset_from_rows
 from delift_core.embeddings import embed_records, record_text
 from delift_core.errors import ConfigError
 from delift_core.search import (

@@ -8,9 +8,9 @@ import pytest
 import scipy.sparse as sp
 
 from delift_core.errors import ConfigError
-from delift_core.greedy import Objective, maximize_objective, maximize_with_submodlib
-from delift_core.kernels import embedding_kernel
-from delift_core.selection import (
+from delift_core.select.greedy import Objective, maximize_objective, maximize_with_submodlib
+from delift_core.select.kernels import embedding_kernel
+from delift_core.select.selection import (
     METHODS,
     SelectionInputs,
     SelectionResult,

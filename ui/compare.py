@@ -10,7 +10,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from delift_core.pipeline import StageUtilities
-from delift_core.selection import SelectionInputs, objective_value
+from delift_core.select.selection import SelectionInputs, objective_value
 
 CLUSTER_FIELD = "family"
 DEFAULT_CLUSTERS = 10

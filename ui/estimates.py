@@ -21,7 +21,7 @@ import numpy as np
 
 from delift_core.cache import UtilityCache
 from delift_core.config import ScoringConfig
-from delift_core.data import Dataset
+from delift_core.data.dataset import Dataset
 from delift_core.errors import CacheError, DeliftError
 from delift_core.models import DEFAULT_LM, causal_lm_id, causal_lm_weight_bytes
 from delift_core.pipeline import StagePlan, plan_stage

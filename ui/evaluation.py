@@ -3,10 +3,10 @@ Streamlit.
 
 Every chosen selection is evaluated on the same held-out items, and so is a Random subset of the
 same size (the library's seeded "random" method, one subset per seed; "Random" is the per-item
-mean over the seeds, as in delift_core.eval_compare). Protocol "icl": the subset is the example
-set of few-shot prompts (delift_core.evaluate); "finetune": a LoRA adapter is trained on the
+mean over the seeds, as in delift_core.evaluation.eval_compare). Protocol "icl": the subset is the example
+set of few-shot prompts (delift_core.evaluation.evaluate); "finetune": a LoRA adapter is trained on the
 subset with the library's defaults and the model is asked without examples
-(delift_core.finetune). Means and intervals are delift_core.eval_compare.summarize_results:
+(delift_core.evaluation.finetune). Means and intervals are delift_core.evaluation.eval_compare.summarize_results:
 95% percentile-bootstrap intervals, and a paired bootstrap of each selection against the Random
 subsets of its size.
 
@@ -30,22 +30,22 @@ from typing import Any
 import numpy as np
 
 from delift_core.cache import UtilityCache
-from delift_core.data import Dataset
+from delift_core.data.dataset import Dataset
 from delift_core.errors import CancelledError, ConfigError
-from delift_core.eval_compare import summarize_results
-from delift_core.evaluate import (
+from delift_core.evaluation.eval_compare import summarize_results
+from delift_core.evaluation.evaluate import (
     EvalConfig,
     EvalResult,
     average_results,
     embed_prompts,
     evaluate_examples,
 )
-from delift_core.finetune import evaluate_finetuned
-from delift_core.finetune_types import FinetuneConfig
+from delift_core.evaluation.finetune import evaluate_finetuned
+from delift_core.evaluation.finetune_types import FinetuneConfig
 from delift_core.models import LanguageModel
 from delift_core.pipeline import Embedder
 from delift_core.prompts import TextPair
-from delift_core.selection import SelectionInputs, select_subset
+from delift_core.select.selection import SelectionInputs, select_subset
 from ui import registry, workspaces
 
 RESULT_KIND = workspaces.EVALUATION_KIND  # pruned with their workspace

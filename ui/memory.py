@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Any
 
-from delift_core.data import Dataset
+from delift_core.data.dataset import Dataset
 from delift_core.errors import ConfigError
 
 DATASET_MEMORY_ENV = "DELIFT_DATASET_MEMORY_MB"

@@ -30,7 +30,7 @@ from delift_core.config import (
     DEFAULT_QUALITY_SIGNAL,
     DEFAULT_QUALITY_WEIGHT,
 )
-from delift_core.data import Dataset, hash_records, load_bytes, load_dataset
+from delift_core.data.dataset import Dataset, hash_records, load_bytes, load_dataset
 from delift_core.embeddings import embed_records
 from delift_core.errors import ConfigError, DataError
 from delift_core.models import (
@@ -43,7 +43,7 @@ from delift_core.models import (
 from delift_core.pipeline import Embedder, StageUtilities, load_stage
 from delift_core.projection import load_projection
 from delift_core.quality import quality_score, quality_signals
-from delift_core.selection import SelectionInputs, SelectionResult, select_subset
+from delift_core.select.selection import SelectionInputs, SelectionResult, select_subset
 from ui import memory, workspaces
 
 ROOT = Path(__file__).resolve().parent.parent

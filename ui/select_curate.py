@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from delift_core.data import Dataset
+from delift_core.data.dataset import Dataset
 from delift_core.errors import DeliftError
 from delift_core.quality import quality_score
 from delift_core.search import embed_query, match_texts, row_texts, search_semantic

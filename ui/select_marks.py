@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
-from delift_core.data import Dataset
+from delift_core.data.dataset import Dataset
 from ui import explain, layout, plots, state
 
 # The curator's pins and exclusions (sample ids), and the pool hash they belong to.

@@ -20,7 +20,7 @@ from delift_core.config import (
     SelectionConfig,
 )
 from delift_core.pipeline import list_stages
-from delift_core.selection import METHODS
+from delift_core.select.selection import METHODS
 from ui import state, workspaces
 
 # The objective DELIFT maximises at each stage.
@@ -48,7 +48,7 @@ SIGNAL_HELP = (
 )
 # Methods in the selectbox: the default first, so a new session starts on it.
 METHOD_CHOICES = [DEFAULT_METHOD, *(m for m in METHODS if m != DEFAULT_METHOD)]
-# Identical by construction (delift_core/selection.py): both maximise FL on the pool's kernel.
+# Identical by construction (delift_core/select/selection.py): both maximise FL on the pool's kernel.
 SAME_IN_INSTRUCTION = (
     "In the instruction stage delift and fl-only are the same method: both maximise facility "
     "location on the pool's utility kernel, so they pick the same samples. They differ in the "

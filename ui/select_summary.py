@@ -12,7 +12,7 @@ import streamlit as st
 from delift_core.cache import UtilityCache
 from delift_core.config import SelectionSize
 from delift_core.errors import DeliftError
-from delift_core.selection_types import SelectionResult
+from delift_core.select.selection_types import SelectionResult
 from ui import compare, layout, plots, registry
 from ui.select_settings import STAGE_OBJECTIVES, Scores, Settings
 

@@ -14,7 +14,7 @@ import streamlit as st
 
 from delift_core.coverage import row_coverage
 from delift_core.errors import DeliftError
-from delift_core.kernels import embedding_kernel, sparse_embedding_kernel, utility_kernels
+from delift_core.select.kernels import embedding_kernel, sparse_embedding_kernel, utility_kernels
 from ui import layout, registry, why
 from ui.select_marks import PoolView
 from ui.select_settings import Scores, Settings

@@ -16,10 +16,10 @@ import numpy as np
 
 from delift_core.cache import UtilityCache
 from delift_core.config import ScoringConfig
-from delift_core.data import Dataset
+from delift_core.data.dataset import Dataset
 from delift_core.embeddings import embed_records
 from delift_core.errors import ConfigError, DeliftError
-from delift_core.finetune_types import FinetuneConfig
+from delift_core.evaluation.finetune_types import FinetuneConfig
 from delift_core.jobs import JobContext, JobManager
 from delift_core.pipeline import list_stages, save_stage, score_stage, stage_key
 from delift_core.projection import project_2d

@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # The commands print each dataset's load warnings themselves, once, as "delift: warning:";
     # the library's copy of them is kept out of stderr for the length of the command.
-    data_log = logging.getLogger("delift_core.data")
+    data_log = logging.getLogger("delift_core.data.dataset")
     data_level = data_log.level
     data_log.setLevel(logging.INFO if args.verbose else logging.ERROR)
     try:

@@ -16,7 +16,7 @@ from typing import Any
 from tqdm import tqdm
 
 from delift_core.config import ScoringConfig, parse_budget
-from delift_core.data import Dataset, load_dataset
+from delift_core.data.dataset import Dataset, load_dataset
 from delift_core.errors import ConfigError, DeliftError
 from delift_core.utility import Progress
 

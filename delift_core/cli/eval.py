@@ -36,7 +36,7 @@ from delift_core.cli.eval_report import EvalPlan, eval_payload, format_summary
 from delift_core.cli.scoring import load_lm, load_sentence_embedder
 from delift_core.config import ScoringConfig
 from delift_core.errors import ConfigError
-from delift_core.eval_compare import (
+from delift_core.evaluation.eval_compare import (
     DEFAULT_METHODS,
     PROTOCOLS,
     Comparison,
@@ -45,10 +45,10 @@ from delift_core.eval_compare import (
     compare_methods,
     summarize_results,
 )
-from delift_core.evaluate import EvalConfig
+from delift_core.evaluation.evaluate import EvalConfig
+from delift_core.evaluation.finetune import save_adapter
+from delift_core.evaluation.finetune_types import FINETUNE_METHODS, FinetuneConfig, FinetuneResult
 from delift_core.files import write_json_atomic
-from delift_core.finetune import save_adapter
-from delift_core.finetune_types import FINETUNE_METHODS, FinetuneConfig, FinetuneResult
 from delift_core.utility import Progress
 
 

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from delift_core.config import ScoringConfig
-from delift_core.eval_compare import Comparison
-from delift_core.evaluate import EvalConfig
-from delift_core.finetune_types import FinetuneConfig
+from delift_core.evaluation.eval_compare import Comparison
+from delift_core.evaluation.evaluate import EvalConfig
+from delift_core.evaluation.finetune_types import FinetuneConfig
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import numpy as np
 from delift_core.cache import UtilityCache, check_cache
 from delift_core.cli.common import Inputs, ModelOptions, ProgressBar
 from delift_core.config import ScoringConfig
-from delift_core.data import Dataset
+from delift_core.data.dataset import Dataset
 from delift_core.embeddings import embed_records
 from delift_core.models import LanguageModel, embedder_id, load_causal_lm, load_embedder
 from delift_core.pipeline import Embedder, StageUtilities, score_stage

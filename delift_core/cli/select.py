@@ -35,8 +35,8 @@ from delift_core.errors import ConfigError, DataError
 from delift_core.export import build_manifest, check_new_export, export_subset, subset_rows
 from delift_core.pipeline import selection_inputs
 from delift_core.quality import quality_rows, quality_signals
-from delift_core.selection import METHODS, UTILITY_METHODS, select_subset
-from delift_core.selection_types import SelectionInputs, SelectionResult
+from delift_core.select.selection import METHODS, UTILITY_METHODS, select_subset
+from delift_core.select.selection_types import SelectionInputs, SelectionResult
 
 
 def add_parser(subparsers: Any) -> None:

@@ -12,9 +12,9 @@ from test_app_select import _array, _delift_order, _figure
 
 from delift_core.coverage import best_cover
 from delift_core.embeddings import record_text
-from delift_core.kernels import utility_kernels
 from delift_core.pipeline import load_stage
 from delift_core.search import search_rows
+from delift_core.select.kernels import utility_kernels
 from ui import registry
 
 N = 12

@@ -32,11 +32,11 @@ from delift_core.config import (
     ScoringConfig,
     SelectionConfig,
 )
-from delift_core.data import dataset_from_rows
+from delift_core.data.dataset import dataset_from_rows
 from delift_core.errors import ConfigError
 from delift_core.pipeline import list_stages, load_stage, save_stage
 from delift_core.quality import quality_score, quality_signals
-from delift_core.selection import SelectionInputs, objective_value, select_subset
+from delift_core.select.selection import SelectionInputs, objective_value, select_subset
 from ui import explain, plots, registry, state
 
 

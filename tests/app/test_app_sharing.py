@@ -140,7 +140,7 @@ def test_a_parquet_upload_that_decodes_past_the_limit_is_refused_with_its_sizes(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from delift_core import data
+    from delift_core.data import dataset as data
 
     monkeypatch.setattr(data, "MAX_DECODED_BYTES", 2**20)
     buf = io.BytesIO()

@@ -10,7 +10,7 @@ import tracemalloc
 import pytest
 
 from delift_core.cache import UtilityCache
-from delift_core.data import load_dataset
+from delift_core.data.dataset import load_dataset
 from delift_core.errors import ConfigError
 from ui import memory, registry, workspaces
 

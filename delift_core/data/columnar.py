@@ -1,5 +1,5 @@
 """Columnar readers: Parquet files and folders saved by Hugging Face `datasets.save_to_disk`
-(Arrow IPC files), as (line, raw) pairs like the text readers in `delift_core.readers`.
+(Arrow IPC files), as (line, raw) pairs like the text readers in `delift_core.data.readers`.
 
 `line` is the record's index + 1. A columnar file can be far smaller than its data (a long
 string repeated on every row compresses to a few bytes, and Arrow files may be compressed too),
@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from delift_core.data.readers import SUPPORTED_FORMATS
 from delift_core.errors import DataError
-from delift_core.readers import SUPPORTED_FORMATS
 
 
 def _fmt_bytes(n: float) -> str:

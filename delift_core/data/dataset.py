@@ -49,10 +49,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from delift_core.columnar import find_arrow_files, read_arrow_rows, read_parquet_rows
-from delift_core.errors import ConfigError, DataError
-from delift_core.readers import SUPPORTED_FORMATS, Unparsed, detect_format, read_text_rows
-from delift_core.schemas import (
+from delift_core.data.columnar import find_arrow_files, read_arrow_rows, read_parquet_rows
+from delift_core.data.readers import SUPPORTED_FORMATS, Unparsed, detect_format, read_text_rows
+from delift_core.data.schemas import (
     CANONICAL_FIELDS,
     MAX_FIELD_CHARS,
     Notes,
@@ -61,6 +60,7 @@ from delift_core.schemas import (
     detect_schema,
     extract_texts,
 )
+from delift_core.errors import ConfigError, DataError
 
 __all__ = [
     "CANONICAL_FIELDS",

@@ -32,7 +32,7 @@ from delift_core.cache import UtilityCache
 from delift_core.config import STAGES, ScoringConfig, SelectionConfig
 from delift_core.embeddings import embed_records
 from delift_core.errors import ConfigError
-from delift_core.evaluate import (
+from delift_core.evaluation.evaluate import (
     METRIC_NAMES,
     EvalConfig,
     EvalResult,
@@ -40,13 +40,13 @@ from delift_core.evaluate import (
     embed_prompts,
     evaluate_examples,
 )
-from delift_core.finetune import evaluate_finetuned, finetuned_eval_config
-from delift_core.finetune_types import FinetuneConfig, FinetuneResult
-from delift_core.metrics import bootstrap_mean, paired_difference
+from delift_core.evaluation.finetune import evaluate_finetuned, finetuned_eval_config
+from delift_core.evaluation.finetune_types import FinetuneConfig, FinetuneResult
+from delift_core.evaluation.metrics import bootstrap_mean, paired_difference
 from delift_core.models import LanguageModel
 from delift_core.pipeline import Embedder, PhaseProgressFn, score_stage, selection_inputs
 from delift_core.prompts import TextPair
-from delift_core.selection import METHODS, UTILITY_METHODS, SelectionInputs, select_subset
+from delift_core.select.selection import METHODS, UTILITY_METHODS, SelectionInputs, select_subset
 from delift_core.utility import Progress
 
 log = logging.getLogger(__name__)

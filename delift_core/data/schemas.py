@@ -3,7 +3,7 @@
 A raw record is a mapping as read from a file. `detect_schema` names its schema from the first
 record; `check_values` refuses what JSON or the export cannot hold; `extract_texts` gives
 (instruction, input, output) under that schema. Warnings met on the way are collected in `Notes`,
-one per kind. The rules are listed in the docstring of `delift_core.data`, the public entry point.
+one per kind. The rules are listed in the docstring of `delift_core.data.dataset`, the public entry point.
 """
 
 from __future__ import annotations

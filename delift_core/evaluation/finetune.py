@@ -32,8 +32,8 @@ import numpy as np
 
 from delift_core.cache import UtilityCache
 from delift_core.errors import CancelledError, ConfigError
-from delift_core.evaluate import EvalConfig, EvalResult, evaluate_examples
-from delift_core.finetune_types import (
+from delift_core.evaluation.evaluate import EvalConfig, EvalResult, evaluate_examples
+from delift_core.evaluation.finetune_types import (
     DEFAULT_LEARNING_RATES,
     DEFAULT_TARGET_MODULES,
     FINETUNE_METHODS,

@@ -4,7 +4,7 @@ Each reader yields `(line, raw)` where `line` is 1-based (JSONL/CSV: the line in
 the CSV header as line 1; JSON array: the record's index + 1) and `raw` is the record as parsed
 (normally a mapping; the caller refuses anything else). Errors are DataErrors naming the file
 and, where known, the line. The rules these readers follow are listed in the docstring of
-`delift_core.data`, the public entry point; Parquet and Arrow are read by `delift_core.columnar`.
+`delift_core.data.dataset`, the public entry point; Parquet and Arrow are read by `delift_core.data.columnar`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from delift_core.data.schemas import SCHEMA_KEYS, TOO_LARGE, Notes, describe_value
 from delift_core.errors import DataError
-from delift_core.schemas import SCHEMA_KEYS, TOO_LARGE, Notes, describe_value
 
 SUPPORTED_FORMATS = ".jsonl, .ndjson, .json, .csv, .parquet, or a folder saved by Hugging Face datasets.save_to_disk"
 _SUFFIX_FORMATS = {

@@ -28,7 +28,7 @@ import numpy as np
 from delift_core.cache import UtilityCache, read_through
 from delift_core.config import NO_EXAMPLE_TEMPLATE
 from delift_core.errors import ConfigError
-from delift_core.metrics import (
+from delift_core.evaluation.metrics import (
     ANSWER_KINDS,
     answer_kind_of,
     cosine_rows,

@@ -59,14 +59,14 @@ import scipy.sparse as sp
 
 from delift_core.config import DEFAULT_QUALITY_GATE, DEFAULT_QUALITY_WEIGHT, KERNELS, STAGES
 from delift_core.errors import ConfigError, ResourceError
-from delift_core.greedy import (
+from delift_core.select.greedy import (
     Objective,
     evaluate_objective,
     maximize_objective,
     maximize_with_submodlib,
 )
-from delift_core.kernels import embedding_kernel, sparse_embedding_kernel, utility_kernels
-from delift_core.selection_types import Matrix, SelectionInputs, SelectionResult
+from delift_core.select.kernels import embedding_kernel, sparse_embedding_kernel, utility_kernels
+from delift_core.select.selection_types import Matrix, SelectionInputs, SelectionResult
 
 __all__ = [
     "METHODS",

@@ -1,0 +1,3 @@
+"""Subset selection: kernels built from utilities or embeddings (`kernels`), the submodular
+objectives and their greedy maximisation (`greedy`), and the methods users choose among
+(`selection`, with its types in `selection_types`). docs/design.md §3 has the math."""
