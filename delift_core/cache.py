@@ -6,7 +6,9 @@ records' text, the model and the template, so it is reused across datasets, subs
 interrupted run resumes where it stopped.
 
 One process at a time may hold the file (DuckDB's lock): another one waits up to `lock_wait`
-seconds for it, then gets a CacheError. A damaged file (truncated, overwritten in part, not a
+seconds for it, then gets a CacheError. A long-lived process that is mostly idle (the app) opens
+it with `release_after`: the file is let go after that many idle seconds and opened again on the
+next use, so the CLI can run on the same cache while the app is open. A damaged file (truncated, overwritten in part, not a
 DuckDB file) gives a CacheError naming it and the way out, and is left exactly as it is: opening
 and reading it never write to it. Opening finds a damaged header or a truncated file; `verify`
 reads everything and finds damage anywhere, which `check_cache` runs before long work.
@@ -163,27 +165,53 @@ class UtilityCache:
     """A DuckDB file shared by the threads of one process (one connection, one lock).
 
     lock_wait: seconds to wait for another process holding the file before a CacheError.
+    release_after: when set, close the file after that many seconds without use and open it
+        again on the next use (waiting up to `lock_wait` if another process holds it then).
     """
 
     def __init__(
-        self, path: str | os.PathLike | None = None, *, lock_wait: float = LOCK_WAIT_S
+        self,
+        path: str | os.PathLike | None = None,
+        *,
+        lock_wait: float = LOCK_WAIT_S,
+        release_after: float | None = None,
     ) -> None:
         self.path = Path(path) if path is not None else default_cache_path()
         self._lock = threading.RLock()
-        started = time.monotonic()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._con = self._connect(lock_wait)
-        except (duckdb.Error, OSError) as exc:
-            raise cache_error(self.path, exc, "open", time.monotonic() - started) from exc
+        self._lock_wait = lock_wait
+        self._release_after = release_after
+        self._depth = 0  # nested _guard blocks in progress
+        self._last_used = time.monotonic()
+        self._timer: threading.Timer | None = None
+        self._closed = False
+        self._con: duckdb.DuckDBPyConnection | None = self._open()
         try:
             with self._guard("open"):
                 # Catalog only: on an existing file this writes nothing.
                 self._con.execute(_SCHEMA).fetchall()
                 self._check_length()
         except BaseException:
-            self._con.close()
+            self.close()
             raise
+
+    @property
+    def held(self) -> bool:
+        """True while this process holds the file open."""
+        return self._con is not None
+
+    def acquire(self) -> None:
+        """Hold the file again if it was let go while idle (waiting up to `lock_wait` for
+        another process); a CacheError naming the file if it cannot be had."""
+        with self._guard("open"):
+            pass
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        started = time.monotonic()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return self._connect(self._lock_wait)
+        except (duckdb.Error, OSError) as exc:
+            raise cache_error(self.path, exc, "open", time.monotonic() - started) from exc
 
     def _connect(self, lock_wait: float) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + max(0.0, lock_wait)
@@ -215,12 +243,44 @@ class UtilityCache:
 
     @contextmanager
     def _guard(self, action: str) -> Iterator[None]:
-        """DuckDB errors inside become CacheErrors naming the file (under the connection lock)."""
+        """DuckDB errors inside become CacheErrors naming the file (under the connection lock).
+        Opens the file again if it was released while idle."""
         with self._lock:
+            if self._closed:
+                raise CacheError(f"the cache {self.path} was closed")
+            if self._con is None:
+                self._con = self._open()
+                log.debug("cache %s opened again", self.path)
+            self._depth += 1
             try:
                 yield
             except duckdb.Error as exc:
                 raise cache_error(self.path, exc, action) from exc
+            finally:
+                self._depth -= 1
+                self._last_used = time.monotonic()
+                if self._depth == 0:
+                    self._schedule_release()
+
+    def _schedule_release(self) -> None:
+        # A timer thread rather than a job: it only closes a connection, never runs user work.
+        if self._release_after is None or self._timer is not None:
+            return
+        self._timer = threading.Timer(self._release_after, self._release_if_idle)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _release_if_idle(self) -> None:
+        with self._lock:
+            self._timer = None
+            if self._con is None or self._closed or self._release_after is None:
+                return
+            if self._depth or time.monotonic() - self._last_used < self._release_after:
+                self._schedule_release()  # used meanwhile: look again later
+                return
+            self._con.close()
+            self._con = None
+            log.debug("cache %s released after %.1f s idle", self.path, self._release_after)
 
     def verify(self) -> None:
         """Read every stored value once: DuckDB checks each block's checksum as it reads it, so
@@ -236,7 +296,13 @@ class UtilityCache:
 
     def close(self) -> None:
         with self._lock:
-            self._con.close()
+            self._closed = True
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if self._con is not None:
+                self._con.close()
+                self._con = None
 
     def __enter__(self) -> UtilityCache:
         return self

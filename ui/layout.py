@@ -70,13 +70,14 @@ def setup_page(title: str) -> Services:
     try:
         workspace = state.current_workspace() or workspaces.SHARED
         svc = Services(services.get_cache(), services.get_manager(), workspace)
+        svc.cache.acquire()  # a command-line run may hold it: wait a little, then say so
+        if st.session_state.get(TOUCHED) != workspace:  # one write per session and workspace
+            workspaces.touch(svc.cache, workspace)
+            st.session_state[TOUCHED] = workspace
     except DeliftError as exc:
         st.error(f"The cache cannot be opened: {escape_md(exc)}")
         st.stop()
         raise  # st.stop() raises; this keeps type checkers content
-    if st.session_state.get(TOUCHED) != workspace:  # one write per session and workspace
-        workspaces.touch(svc.cache, workspace)
-        st.session_state[TOUCHED] = workspace
     _load_default_pool(svc.cache)
     _draw_sidebar(svc, workspace)
     return svc

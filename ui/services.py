@@ -23,9 +23,14 @@ def cache_path() -> str:
     return str(default_cache_path())
 
 
+# The app lets the cache file go after this many idle seconds, so that the CLI can use the same
+# cache while the app is open (DuckDB lets one process hold a file at a time).
+CACHE_RELEASE_S = 2.0
+
+
 @st.cache_resource(show_spinner=False)
 def _open_cache(path: str) -> UtilityCache:
-    return UtilityCache(path)
+    return UtilityCache(path, release_after=CACHE_RELEASE_S)
 
 
 @st.cache_resource(show_spinner=False)
