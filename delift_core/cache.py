@@ -5,13 +5,12 @@ records' text, the model and the template, so it is reused across datasets, subs
 (a sparse run's pairs serve a later exact run). Rows are written as they are computed, so an
 interrupted run resumes where it stopped.
 
-One process at a time may hold the file (DuckDB's lock): another one waits up to `lock_wait`
-seconds for it, then gets a CacheError. A long-lived process that is mostly idle (the app) opens
-it with `release_after`: the file is let go after that many idle seconds and opened again on the
-next use, so the CLI can run on the same cache while the app is open. A damaged file (truncated, overwritten in part, not a
-DuckDB file) gives a CacheError naming it and the way out, and is left exactly as it is: opening
-and reading it never write to it. Opening finds a damaged header or a truncated file; `verify`
-reads everything and finds damage anywhere, which `check_cache` runs before long work.
+One process at a time may hold the file; how it is held (waiting for another process, letting
+it go while idle, errors naming the file) is `cache_file.py`'s. A damaged file (truncated,
+overwritten in part, not a DuckDB file) gives a CacheError naming it and the way out, and is
+left exactly as it is: opening and reading it never write to it. Opening finds a damaged header
+or a truncated file; `verify` reads everything and finds damage anywhere, which `check_cache`
+runs before long work.
 """
 
 from __future__ import annotations
@@ -20,11 +19,7 @@ import io
 import json
 import logging
 import os
-import re
-import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,22 +28,10 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from delift_core.errors import CacheError
+from delift_core.cache_file import CACHE_ENV, LOCK_WAIT_S, CacheFile, cache_error
 
 log = logging.getLogger(__name__)
 
-CACHE_ENV = "DELIFT_CACHE"
-LOCK_WAIT_S = 10.0  # how long to wait for another process to release the file
-
-_LOCKED = re.compile(r"could not set lock|conflicting lock", re.I)
-_PID = re.compile(r"\(PID (\d+)\)")
-_DAMAGED = (
-    "corrupt",
-    "checksum",
-    "could not read enough bytes",
-    "not a valid duckdb database",
-    "truncated",
-)
 # Every column of every table, read by `verify`.
 _COLUMNS = {
     "baseline": ("scope", "target", "rms", "logp"),
@@ -139,30 +122,9 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def cache_error(path: Path, exc: BaseException, action: str, waited: float = 0.0) -> CacheError:
-    """The CacheError for a DuckDB (or OS) error met trying to `action` ("open", "read",
-    "write to") the cache at `path`: held by another process, damaged, or another fault."""
-    text = str(exc)
-    detail = text.splitlines()[0][:300] if text else type(exc).__name__
-    if _LOCKED.search(text):
-        pid = _PID.search(text)
-        holder = f" (process {pid.group(1)})" if pid else ""
-        return CacheError(
-            f"the cache {path} is in use by another process{holder}; waited {waited:.1f} s for"
-            f" it. Let that run finish or stop it, or choose another file with --cache or"
-            f" ${CACHE_ENV}"
-        )
-    if any(marker in text.lower() for marker in _DAMAGED):
-        return CacheError(
-            f"the cache {path} is damaged ({detail}). It was left as it is. Move it aside (e.g."
-            f" mv {path} {path}.broken): a new, empty cache is then started at that path and"
-            f" scores are computed again. Or choose another file with --cache or ${CACHE_ENV}"
-        )
-    return CacheError(f"cannot {action} the cache {path}: {detail}")
-
-
-class UtilityCache:
-    """A DuckDB file shared by the threads of one process (one connection, one lock).
+class UtilityCache(CacheFile):
+    """The cache: utility scores, arrays and runs in one DuckDB file (see CacheFile for how the
+    file is held).
 
     lock_wait: seconds to wait for another process holding the file before a CacheError.
     release_after: when set, close the file after that many seconds without use and open it
@@ -176,15 +138,8 @@ class UtilityCache:
         lock_wait: float = LOCK_WAIT_S,
         release_after: float | None = None,
     ) -> None:
-        self.path = Path(path) if path is not None else default_cache_path()
-        self._lock = threading.RLock()
-        self._lock_wait = lock_wait
-        self._release_after = release_after
-        self._depth = 0  # nested _guard blocks in progress
-        self._last_used = time.monotonic()
-        self._timer: threading.Timer | None = None
-        self._closed = False
-        self._con: duckdb.DuckDBPyConnection | None = self._open()
+        target = Path(path) if path is not None else default_cache_path()
+        super().__init__(target, lock_wait=lock_wait, release_after=release_after)
         try:
             with self._guard("open"):
                 # Catalog only: on an existing file this writes nothing.
@@ -193,37 +148,6 @@ class UtilityCache:
         except BaseException:
             self.close()
             raise
-
-    @property
-    def held(self) -> bool:
-        """True while this process holds the file open."""
-        return self._con is not None
-
-    def acquire(self) -> None:
-        """Hold the file again if it was let go while idle (waiting up to `lock_wait` for
-        another process); a CacheError naming the file if it cannot be had."""
-        with self._guard("open"):
-            pass
-
-    def _open(self) -> duckdb.DuckDBPyConnection:
-        started = time.monotonic()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            return self._connect(self._lock_wait)
-        except (duckdb.Error, OSError) as exc:
-            raise cache_error(self.path, exc, "open", time.monotonic() - started) from exc
-
-    def _connect(self, lock_wait: float) -> duckdb.DuckDBPyConnection:
-        deadline = time.monotonic() + max(0.0, lock_wait)
-        while True:
-            try:
-                return duckdb.connect(str(self.path))
-            except duckdb.IOException as exc:
-                left = deadline - time.monotonic()
-                if not _LOCKED.search(str(exc)) or left <= 0:
-                    raise
-                log.info("cache %s is held by another process; waiting", self.path)
-                time.sleep(min(0.25, left))
 
     def _check_length(self) -> None:
         """CacheError when the file is shorter than the blocks it says it uses (truncated)."""
@@ -241,47 +165,6 @@ class UtilityCache:
                 "open",
             )
 
-    @contextmanager
-    def _guard(self, action: str) -> Iterator[None]:
-        """DuckDB errors inside become CacheErrors naming the file (under the connection lock).
-        Opens the file again if it was released while idle."""
-        with self._lock:
-            if self._closed:
-                raise CacheError(f"the cache {self.path} was closed")
-            if self._con is None:
-                self._con = self._open()
-                log.debug("cache %s opened again", self.path)
-            self._depth += 1
-            try:
-                yield
-            except duckdb.Error as exc:
-                raise cache_error(self.path, exc, action) from exc
-            finally:
-                self._depth -= 1
-                self._last_used = time.monotonic()
-                if self._depth == 0:
-                    self._schedule_release()
-
-    def _schedule_release(self) -> None:
-        # A timer thread rather than a job: it only closes a connection, never runs user work.
-        if self._release_after is None or self._timer is not None:
-            return
-        self._timer = threading.Timer(self._release_after, self._release_if_idle)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def _release_if_idle(self) -> None:
-        with self._lock:
-            self._timer = None
-            if self._con is None or self._closed or self._release_after is None:
-                return
-            if self._depth or time.monotonic() - self._last_used < self._release_after:
-                self._schedule_release()  # used meanwhile: look again later
-                return
-            self._con.close()
-            self._con = None
-            log.debug("cache %s released after %.1f s idle", self.path, self._release_after)
-
     def verify(self) -> None:
         """Read every stored value once: DuckDB checks each block's checksum as it reads it, so
         damage anywhere in the file is found now, not midway through a run. Reads the whole
@@ -293,22 +176,6 @@ class UtilityCache:
                 # without reading the data.
                 values = ", ".join(f"bit_xor(hash({column}))" for column in columns)
                 self._con.execute(f"SELECT {values} FROM {table}").fetchall()
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            if self._con is not None:
-                self._con.close()
-                self._con = None
-
-    def __enter__(self) -> UtilityCache:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- utility scores -------------------------------------------------------------------
 
