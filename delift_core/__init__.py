@@ -50,6 +50,7 @@ _PUBLIC: dict[str, str] = {
     "SelectionInputs": "select.selection",
     "SelectionResult": "select.selection",
     "select_subset": "select.selection",
+    "run_selection": "select.run",
     "SavedSelection": "selection_store",
     "export_subset": "export",
     # evaluation

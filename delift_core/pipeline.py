@@ -71,9 +71,10 @@ def selection_inputs(
     emb_existing: np.ndarray | None = None,
     quality_signal: str = DEFAULT_QUALITY_SIGNAL,
 ) -> SelectionInputs:
-    """Everything selection may use from a scored stage: the utility matrices in `metric`, the
-    embeddings given, and the pool's quality score (by `quality_signal`) when the stage has
-    answer scores (stages stored before they existed have none)."""
+    """Everything selection may use from a scored stage (the inputs of select.run.run_selection):
+    the utility matrices in `metric`, the embeddings given, and the pool's quality score (by
+    `quality_signal`) when the stage has answer scores (stages stored before they existed have
+    none)."""
     quality = None
     if utilities.answers is not None:
         # The score ranks by an answer signal: the near-duplicate one (embeddings) is not needed.

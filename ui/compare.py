@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from delift_core.pipeline import StageUtilities
-from delift_core.select.selection import SelectionInputs, objective_value
+from delift_core.pipeline import StageUtilities, selection_inputs
+from delift_core.select.selection import objective_value
 
 CLUSTER_FIELD = "family"
 DEFAULT_CLUSTERS = 10
@@ -72,5 +72,5 @@ def delift_objective(
     """DELIFT's objective of `stage` (FL, FLMI or FLCG on the utility kernel, as the method
     "delift" maximises it) evaluated once on `subset` (pool indices): puts a selection of any
     method, e.g. random, on the scale of the greedy's objective. metric: "rms" or "logprob"."""
-    inputs = SelectionInputs.from_stage(utilities, metric)
+    inputs = selection_inputs(utilities, metric)
     return objective_value(inputs, subset, method="delift", stage=stage, kernel=kernel)

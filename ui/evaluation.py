@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from delift_core.cache import UtilityCache
+from delift_core.config import SelectionConfig
 from delift_core.data.dataset import Dataset
 from delift_core.errors import CancelledError, ConfigError
 from delift_core.evaluation.eval_compare import summarize_results
@@ -45,7 +46,8 @@ from delift_core.evaluation.finetune_types import FinetuneConfig
 from delift_core.models import LanguageModel
 from delift_core.pipeline import Embedder
 from delift_core.prompts import TextPair
-from delift_core.select.selection import SelectionInputs, select_subset
+from delift_core.select.run import run_selection
+from delift_core.select.selection import SelectionInputs
 from ui import registry, workspaces
 
 RESULT_KIND = workspaces.EVALUATION_KIND  # pruned with their workspace
@@ -225,10 +227,8 @@ def prepare(cache: UtilityCache, params: Mapping[str, Any]) -> EvalPlan:
     candidates = SelectionInputs(n=len(pool))
     for (size, ex_hash), label in groups.items():
         for seed in params["seeds"]:
-            order = select_subset(
-                candidates, method="random", stage="instruction", seed=int(seed),
-                max_budget=size, excluded=blocked.tolist(),
-            ).order  # fmt: skip
+            config = SelectionConfig(method="random", budget=size, seed=int(seed))
+            order = run_selection(candidates, config, excluded=blocked.tolist()).order
             arms.append(Arm(f"{label} s{seed}", "random-seed", "random", order, 0, label,
                             ex_hash, int(seed)))  # fmt: skip
     described["items"] = len(test)

@@ -29,6 +29,7 @@ from delift_core.config import (
     DEFAULT_QUALITY_GATE,
     DEFAULT_QUALITY_SIGNAL,
     DEFAULT_QUALITY_WEIGHT,
+    SelectionConfig,
 )
 from delift_core.data.dataset import Dataset, hash_records, load_bytes, load_dataset
 from delift_core.embeddings import embed_records
@@ -40,10 +41,11 @@ from delift_core.models import (
     load_causal_lm,
     load_embedder,
 )
-from delift_core.pipeline import Embedder, StageUtilities, load_stage
+from delift_core.pipeline import Embedder, StageUtilities, load_stage, selection_inputs
 from delift_core.projection import load_projection
-from delift_core.quality import quality_score, quality_signals
-from delift_core.select.selection import SelectionInputs, SelectionResult, select_subset
+from delift_core.quality import quality_signals
+from delift_core.select.run import run_selection
+from delift_core.select.selection import SelectionResult
 from ui import memory, workspaces
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -308,18 +310,6 @@ def pool_quality(
     return signals
 
 
-def _quality_inputs(
-    cache: UtilityCache, key: str, meta: dict[str, Any], method: str, signal: str
-) -> np.ndarray | None:
-    """SelectionInputs.quality: the pool's quality score by `signal`, needed by delift-q only."""
-    if method != "delift-q":
-        return None
-    signals = pool_quality(cache, key, meta)
-    if signals is None:
-        raise ConfigError(f"delift-q needs quality signals, but {RESCORE_HINT}")
-    return quality_score(signals, signal)
-
-
 def full_selection(
     cache: UtilityCache,
     key: str,
@@ -340,7 +330,7 @@ def full_selection(
 
     quality_weight, quality_gate and quality_signal set delift-q's quality prior; the other
     methods ignore them. pinned / excluded: pool indices picked first / never picked
-    (select_subset); the order then covers the samples not excluded. Raises ConfigError when
+    (run_selection); the order then covers the samples not excluded. Raises ConfigError when
     delift-q meets a stage scored without answer scores (older versions), with the fix, or
     when an index is both pinned and excluded.
     """
@@ -366,23 +356,14 @@ def full_selection(
             "DELIFT-SE needs sentence embeddings, which are still being computed; try again "
             "when the map has appeared"
         )
-    inputs = SelectionInputs.from_stage(
-        utilities,
-        metric,
-        quality=_quality_inputs(cache, key, meta, method, quality_signal),
-        **embeddings,
-    )
-    result = select_subset(
-        inputs,
-        method=method,
-        stage=stage,
-        kernel=kernel,
-        seed=seed,
-        quality_weight=quality_weight,
-        quality_gate=quality_gate,
-        pinned=pins,
-        excluded=outs,
-    )
+    if method == "delift-q" and utilities.answers is None:
+        raise ConfigError(f"delift-q needs quality signals, but {RESCORE_HINT}")
+    selection = SelectionConfig(
+        stage=stage, method=method, kernel=kernel, metric=metric, seed=seed,
+        quality_weight=quality_weight, quality_gate=quality_gate, quality_signal=quality_signal,
+    )  # fmt: skip
+    inputs = selection_inputs(utilities, metric, quality_signal=quality_signal, **embeddings)
+    result = run_selection(inputs, selection, pinned=pins, excluded=outs, whole_order=True)
     with _lock:
         _selections[memo] = result
         while len(_selections) > 32:

@@ -35,7 +35,8 @@ from delift_core.errors import ConfigError, DataError
 from delift_core.export import build_manifest, check_new_export, export_subset, subset_rows
 from delift_core.pipeline import selection_inputs
 from delift_core.quality import quality_rows, quality_signals
-from delift_core.select.selection import METHODS, UTILITY_METHODS, select_subset
+from delift_core.select.run import run_selection
+from delift_core.select.selection import METHODS, UTILITY_METHODS
 from delift_core.select.selection_types import SelectionInputs, SelectionResult
 
 
@@ -145,12 +146,7 @@ def select_and_export(
     if sel.method == "fl-only":  # plain FL on the pool in every stage: no other set is used
         inputs = Inputs(inputs.pool, None, None)
     matrices, info, quality = selection_matrices(sel, inputs, config, models, export.annotate)
-    result = select_subset(
-        SelectionInputs(**{"n": n, **matrices}), method=sel.method, stage=sel.stage,
-        kernel=sel.kernel, seed=sel.seed, max_budget=count if sel.method != "full" else None,
-        quality_weight=sel.quality_weight, quality_gate=sel.quality_gate,
-        pinned=pinned, excluded=excluded,
-    )  # fmt: skip
+    result = run_selection(matrices, sel, pinned=pinned, excluded=excluded)
     chosen = result.take(count)
     annotations = None
     if export.annotate:
@@ -248,26 +244,27 @@ def selection_matrices(
     config: ScoringConfig,
     models: ModelOptions,
     annotate: bool,
-) -> tuple[dict[str, Any], dict[str, Any], PoolQuality | None]:
-    """What the method selects from, as SelectionInputs fields; the manifest's info about how
-    it was computed; and, for annotations of a utility method, the pool's quality signals."""
+) -> tuple[SelectionInputs, dict[str, Any], PoolQuality | None]:
+    """What the method selects from; the manifest's info about how it was computed; and, for
+    annotations of a utility method, the pool's quality signals."""
     if sel.method in UTILITY_METHODS:
         stage = compute_stage(inputs, config, models)
         matrices = selection_inputs(
             stage.utilities, sel.metric, emb_pool=stage.emb_pool, quality_signal=sel.quality_signal
-        ).__dict__
+        )
         quality = None
         if annotate and stage.utilities.answers is not None:
             # The score is the one selection used; the signals add the near-duplicate one.
             signals = quality_signals(
                 stage.utilities.answers, stage.utilities.pool.rms, stage.emb_pool
             )
-            quality = PoolQuality(signals, matrices["quality"])
+            quality = PoolQuality(signals, matrices.quality)
         return matrices, stage.info, quality
+    n = len(inputs.pool)
     if sel.method == "delift-se":
-        matrices, info = embed_inputs(inputs, models)
-        return matrices, info, None
-    return {}, {}, None
+        arrays, info = embed_inputs(inputs, models)
+        return SelectionInputs(n, **arrays), info, None
+    return SelectionInputs(n), {}, None
 
 
 def annotate(

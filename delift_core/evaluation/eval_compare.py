@@ -2,7 +2,7 @@
 or by fine-tuning.
 
 The pipeline per stage: score the matrices the stage needs (pipeline.score_stage), select a
-subset with each method (selection.select_subset), then evaluate each subset on the same test
+subset with each method (select.run.run_selection), then evaluate each subset on the same test
 items. Protocol "icl" (the DELIFT paper's): the subset is the example set of few-shot prompts
 (evaluate.py). Protocol "finetune": the model is fine-tuned on the subset and asked without
 examples (finetune.py). Extra labels besides the methods of selection.METHODS:
@@ -46,7 +46,8 @@ from delift_core.evaluation.metrics import bootstrap_mean, paired_difference
 from delift_core.models import LanguageModel
 from delift_core.pipeline import Embedder, PhaseProgressFn, score_stage, selection_inputs
 from delift_core.prompts import TextPair
-from delift_core.select.selection import METHODS, UTILITY_METHODS, SelectionInputs, select_subset
+from delift_core.select.run import run_selection
+from delift_core.select.selection import METHODS, UTILITY_METHODS, SelectionInputs
 from delift_core.utility import Progress
 
 log = logging.getLogger(__name__)
@@ -132,8 +133,9 @@ def select_methods(
     labels ("initial", "existing") select nothing and are not in the result.
     """
     check_methods(methods, data.stage)
-    count = SelectionConfig(stage=data.stage, budget=budget).budget_count(len(data.pool))
     n = len(data.pool)
+    selection = SelectionConfig(stage=data.stage, budget=budget, kernel=kernel, metric=metric)
+    selection.budget_count(n)  # a budget larger than the pool fails before any scoring
 
     def embed(records: Sequence[TextPair] | None) -> np.ndarray | None:
         return embed_records(records, embedder.model, embedder.key, cache) if records else None
@@ -158,11 +160,8 @@ def select_methods(
             continue
         for seed in seeds if method == "random" else (0,):
             label = f"random-s{seed}" if method == "random" else method
-            result = select_subset(
-                inputs, method=method, stage=data.stage, kernel=kernel, seed=seed,
-                max_budget=count,
-            )  # fmt: skip
-            subsets[label] = result.order if method == "full" else result.take(count)
+            result = run_selection(inputs, replace(selection, method=method, seed=seed))
+            subsets[label] = result.order
     return subsets
 
 
