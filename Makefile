@@ -23,8 +23,10 @@ run: setup
 test: setup
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q
 
+# tests/app and tests/e2e hold only `app` and `e2e` tests: not even collected here.
 test-fast: setup
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -m "not model and not e2e and not app"
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -m "not model and not e2e and not app and not slow" \
+		--ignore=tests/app --ignore=tests/e2e
 
 lint: setup
 	$(BIN)/ruff check .

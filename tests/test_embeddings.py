@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from delift_core.cache import UtilityCache
 from delift_core.embeddings import embed_records, find_candidates
@@ -51,6 +52,9 @@ print("ok")
 """
 
 
+# About 35 s of CPU go to numba compiling pynndescent's index builder (its nn_descent is not
+# cached on disk), which the fresh interpreter pays on every run; hence `slow`.
+@pytest.mark.slow
 def test_approximate_index_agrees_with_exact():
     # A fresh interpreter: numba's compilation of the index must not depend on what other
     # tests (a Ray cluster in this process, for one) left behind.
