@@ -183,8 +183,16 @@ elif speed:
 elif model_refused:
     m2.metric("Estimated time", "unknown")
 else:
-    measuring = any(j.kind == tasks.CALIBRATE for j in active_jobs)
+    # A score run of this model measures its speed too (the estimate follows its progress).
+    scoring = any(
+        j.kind == tasks.SCORE
+        and registry.canonical_model(j.params["model"]) == registry.canonical_model(model)
+        for j in active_jobs
+    )
+    measuring = scoring or any(j.kind == tasks.CALIBRATE for j in active_jobs)
     m2.metric("Estimated time", "measuring..." if measuring else "not measured")
+    if scoring:
+        m2.caption("the scoring job measures the speed as it runs")
     if not measuring and st.button("Measure speed", key="score_measure") and _calibrate():
         st.rerun()
     tried = [j for j in manager.list_jobs(kind=tasks.CALIBRATE) if j.params["model"] == model]
@@ -280,6 +288,9 @@ def _ready_note(job: JobState) -> None:
     if _covered(job.params) == _covered(params):
         st.success(f"The scores of the data loaded now are ready ({', '.join(scored)}).")
         st.page_link("pages/3_Select.py", label="Go to Select", icon=":material/filter_alt:")
+        maps = manager.list_jobs(kind=tasks.MAP, active_only=True)
+        if any(_covered(j.params)["pool"] == _covered(params)["pool"] for j in maps):
+            st.caption("The map of the pool is being computed: Select shows it when ready.")
     else:
         st.info(
             f"The latest scores (of the {', '.join(scored)} then loaded) are ready, but the data "

@@ -1,7 +1,8 @@
 """Select page: the map of the pool, coloured (and sized) by selection or by any column of the
 per-row table, search matches ringed, rows the filter leaves out hidden; points picked on it are
 inspected below and can be pinned or excluded. The map is
-computed by a background job (with the scores, or here for stages scored elsewhere)."""
+computed by a background job of its own: queued right after a score run, or started here when a
+stage has none (e.g. one scored by the CLI)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from delift_core.errors import DeliftError
-from delift_core.jobs import JobManager
+from delift_core.jobs import JobManager, JobState
 from ui import layout, map_colour, plots, registry, select_marks, tasks
 from ui.select_marks import PoolView
 from ui.select_settings import Scores
@@ -104,11 +105,24 @@ def pool_map(
     return picks
 
 
+def waiting_text(jobs: Sequence[JobState]) -> str:
+    """What Select says while the map is on its way: `jobs` are the active map and score jobs
+    (newest first)."""
+    maps = [j for j in jobs if j.kind == tasks.MAP]
+    job = next((j for j in maps if j.state == "running"), maps[-1] if maps else jobs[-1])
+    if job.kind == tasks.SCORE:
+        return "The map is computed when the scoring job ends: it appears here when ready."
+    if job.state == "queued":
+        return "The map is queued behind another job: it appears here when ready."
+    detail = {"embedding": " (embedding the texts first)", "map": " (UMAP layout)"}
+    return f"The map is being computed{detail.get(job.phase, '')}: it appears here when ready."
+
+
 def _wait_for_map(scores: Scores, manager: JobManager, view: PoolView) -> None:
     """Start the map's job unless one is running, and rerun the page when the map is ready."""
     cache, meta = scores.cache, scores.meta
 
-    def busy() -> list:
+    def busy() -> list[JobState]:
         jobs = manager.list_jobs(active_only=True)
         return [j for j in jobs if j.kind in (tasks.MAP, tasks.SCORE)]
 
@@ -124,8 +138,7 @@ def _wait_for_map(scores: Scores, manager: JobManager, view: PoolView) -> None:
         if registry.cached_map(cache, view.pool) is not None or not running:
             # Ready, or the job that was running belonged to other data: start over.
             st.rerun()
-        detail = f" ({running[0].phase})" if running[0].phase else ""
-        st.info(f"Computing the map{detail}: it appears here when ready.")
+        st.info(waiting_text(running))
 
     if busy():
         wait_for_map()

@@ -18,7 +18,7 @@ from delift_core.cache import UtilityCache
 from delift_core.config import ScoringConfig
 from delift_core.data.dataset import Dataset
 from delift_core.embeddings import embed_records
-from delift_core.errors import ConfigError, DeliftError
+from delift_core.errors import CancelledError, ConfigError, DeliftError
 from delift_core.evaluation.finetune_types import FinetuneConfig
 from delift_core.jobs import JobContext, JobManager
 from delift_core.pipeline import list_stages, save_stage, score_stage, stage_key
@@ -65,13 +65,26 @@ def resolve_datasets(params: dict[str, Any], cache: UtilityCache) -> dict[str, D
     }
 
 
-def submit_score(manager: JobManager, cache: UtilityCache, params: dict[str, Any]) -> str:
-    """Queue a score run (validates the settings and data first)."""
+def submit_score(
+    manager: JobManager, cache: UtilityCache, params: dict[str, Any], *, map_after: bool = True
+) -> str:
+    """Queue a score run (validates the settings and data first) and return its job id.
+
+    A speed measurement of the same model still queued or running is cancelled: the score run
+    measures the speed itself (`estimates.set_rate` from its progress), and the measurement
+    would only delay it. With `map_after`, the pool's map is queued as a job of its own right
+    behind the run (unless it is in the cache), so that the scores are ready without waiting
+    for the map and Select finds the map computed or on its way."""
     config = config_from(params)
     datasets = resolve_datasets(params, cache)
-    return manager.submit(
+    skip_calibration(manager, params["model"])
+    job_id = manager.submit(
         SCORE, params, lambda ctx: run_score(ctx, cache, params, config, datasets)
     )
+    if map_after and not maps_ready(cache, datasets):
+        handles = {role: params.get(role) for role in ROLES}
+        _submit_map(manager, cache, handles, datasets, after=job_id)
+    return job_id
 
 
 def stage_meta(
@@ -96,8 +109,8 @@ def run_score(
     config: ScoringConfig,
     datasets: dict[str, Dataset | None],
 ) -> dict[str, Any]:
-    """Worker: load the model, score the stage (resuming from cached rows), save it, then embed
-    the data and compute the pool's map. Returns {"stage_key", "passes", "seconds", ...}."""
+    """Worker: load the model, score the stage (resuming from cached rows) and save it; the map
+    is a job of its own (`submit_score`). Returns {"stage_key", "passes", "seconds"}."""
     pool, targets, existing = datasets["pool"], datasets["targets"], datasets["existing"]
     assert pool is not None
     ctx.report("loading the model", message=f"Loading model {params['model']}")
@@ -150,17 +163,9 @@ def run_score(
         if computed >= 50 and engine_seconds > 0:
             estimates.set_rate(params["model"], computed / engine_seconds, cache, chars=chars)
         save_stage(cache, key, utilities, stage_meta(params, lm.model_id, config, datasets))
-    result: dict[str, Any] = {"stage_key": key, "passes": computed, "seconds": seconds}
-    try:
-        compute_maps(ctx, cache, datasets)
-    except Exception as exc:  # the scores are saved; a missing map must not hide them
-        log.exception("map after scoring failed")
-        result["map_error"] = str(exc)
     summary = f"{computed:,} passes computed" if computed else "all passes were in the cache"
-    ctx.report("finished", message=f"{summary}; scores saved" + (
-        "; the map failed" if "map_error" in result else ", map ready"
-    ))  # fmt: skip
-    return result
+    ctx.report("finished", message=f"{summary}; scores saved")
+    return {"stage_key": key, "passes": computed, "seconds": seconds}
 
 
 # -- after a restart ------------------------------------------------------------------------
@@ -203,13 +208,20 @@ def resume_unfinished(manager: JobManager, cache: UtilityCache) -> list[str]:
 # -- maps -----------------------------------------------------------------------------------
 
 
+def maps_ready(cache: UtilityCache, datasets: dict[str, Dataset | None]) -> bool:
+    """Whether the pool's map and every set's embeddings are in the cache."""
+    pool = datasets["pool"]
+    assert pool is not None
+    return registry.cached_map(cache, pool) is not None and all(
+        registry.cached_embeddings(cache, ds) is not None for ds in datasets.values() if ds
+    )
+
+
 def compute_maps(ctx: JobContext, cache: UtilityCache, datasets: dict[str, Dataset | None]) -> None:
     """Embed every set (cached) and compute the pool's 2-D map (cached)."""
     pool = datasets["pool"]
     assert pool is not None
-    if registry.cached_map(cache, pool) is not None and all(
-        registry.cached_embeddings(cache, ds) is not None for ds in datasets.values() if ds
-    ):
+    if maps_ready(cache, datasets):
         return
     ctx.report("embedding", 0, 0, message="Loading the sentence embedder")
     embedder = registry.load_embedder_handle()
@@ -231,13 +243,58 @@ def compute_maps(ctx: JobContext, cache: UtilityCache, datasets: dict[str, Datas
 def submit_map(
     manager: JobManager, cache: UtilityCache, handles: dict[str, dict[str, Any] | None]
 ) -> str:
-    """Queue embeddings and the pool map for data that was scored elsewhere (e.g. the CLI)."""
+    """Queue embeddings and the pool map (for Select, when a stage has no map yet, e.g. one
+    scored by the CLI)."""
     params = {role: handles.get(role) for role in ROLES}
-    datasets = resolve_datasets(params, cache)
-    return manager.submit(MAP, params, lambda ctx: compute_maps(ctx, cache, datasets))
+    return _submit_map(manager, cache, params, resolve_datasets(params, cache))
+
+
+def _submit_map(
+    manager: JobManager,
+    cache: UtilityCache,
+    handles: dict[str, Any],
+    datasets: dict[str, Dataset | None],
+    after: str | None = None,
+) -> str:
+    params = {**handles, "after": after}
+    return manager.submit(MAP, params, lambda ctx: run_map(ctx, manager, cache, datasets, after))
+
+
+def run_map(
+    ctx: JobContext,
+    manager: JobManager,
+    cache: UtilityCache,
+    datasets: dict[str, Dataset | None],
+    after: str | None,
+) -> None:
+    """Worker: compute the maps, unless the score job `after` (queued just before) did not save
+    its scores: then the map is not wanted yet and the job ends as cancelled."""
+    if after is not None:
+        try:
+            state = manager.snapshot(after).state
+        except ConfigError:  # forgotten long ago: it finished
+            state = "done"
+        if state != "done":
+            raise CancelledError(f"not computed: the scoring job before it was {state}")
+    compute_maps(ctx, cache, datasets)
+    ctx.report("finished", message="map ready")
 
 
 # -- speed calibration ----------------------------------------------------------------------
+
+
+def skip_calibration(manager: JobManager, model: str) -> list[str]:
+    """Cancel the speed measurements of `model` that are queued or running (a score run of the
+    model is about to measure its speed anyway); returns their job ids."""
+    name = registry.canonical_model(model)
+    skipped = [
+        job.id
+        for job in manager.list_jobs(kind=CALIBRATE, active_only=True)
+        if registry.canonical_model(job.params["model"]) == name
+    ]
+    for job_id in skipped:
+        manager.cancel(job_id)
+    return skipped
 
 
 def submit_calibration(
@@ -260,12 +317,18 @@ def run_calibration(
     ctx.report("loading the model", message=f"Loading model {model}")
     lm = registry.load_lm(model)
     config = ScoringConfig(batch_size=batch_size)
-    ctx.report("measuring speed", message="Scoring a few pairs without the cache")
-    compute_utility(lm, sample[:1], sample[:1], config, should_cancel=ctx.cancelled)
-    started = time.perf_counter()
-    examples = sample[:4]
-    result = compute_utility(lm, sample, examples, config, should_cancel=ctx.cancelled)
-    seconds = max(time.perf_counter() - started, 1e-6)
+    try:
+        ctx.raise_if_cancelled()  # a score run started meanwhile measures the speed itself
+        ctx.report("measuring speed", message="Scoring a few pairs without the cache")
+        compute_utility(lm, sample[:1], sample[:1], config, should_cancel=ctx.cancelled)
+        ctx.raise_if_cancelled()
+        started = time.perf_counter()
+        result = compute_utility(lm, sample, sample[:4], config, should_cancel=ctx.cancelled)
+        seconds = max(time.perf_counter() - started, 1e-6)
+    except CancelledError as exc:
+        raise CancelledError(
+            "the speed measurement was stopped; a score run measures the speed as it runs"
+        ) from exc
     rate = (result.pairs_computed + result.baselines_computed) / seconds
     estimates.set_rate(model, rate, cache, chars=estimates.mean_chars(sample))
     ctx.report("finished", message=f"{rate:,.1f} passes per second")

@@ -48,19 +48,29 @@ def wait_for_jobs(timeout: float = 120.0) -> list:
 
 
 def score(
-    pool: dict, targets: dict | None = None, existing: dict | None = None, config: Any = None
+    pool: dict,
+    targets: dict | None = None,
+    existing: dict | None = None,
+    config: Any = None,
+    *,
+    with_map: bool = False,
 ) -> str:
-    """Score a stage through the app's own task code and return its stage key."""
+    """Score a stage through the app's own task code and return its stage key. with_map: also
+    compute the pool's map (the job the Score page queues after a run) and wait for it; tests
+    that open Select, which draws the map, need it. Without it no map job is queued (UMAP takes
+    about 20 s the first time in a process)."""
     from delift_core.config import ScoringConfig
     from ui import tasks
 
     cache, manager = services()
     handles = {"pool": pool, "targets": targets, "existing": existing}
     params = tasks.score_params(handles, "default", config or ScoringConfig())
-    job_id = tasks.submit_score(manager, cache, params)
+    job_id = tasks.submit_score(manager, cache, params, map_after=with_map)
     state = manager.wait(job_id, timeout=180)
     assert state.state == "done", state.error
-    assert "map_error" not in state.result, state.result
+    for job in manager.list_jobs(kind=tasks.MAP, active_only=True):
+        final = manager.wait(job.id, timeout=180)
+        assert final.state == "done", final.error
     return state.result["stage_key"]
 
 

@@ -54,7 +54,7 @@ def test_needs_two_selections():
 
 def test_overlap_clusters_targets_and_map():
     pool, targets = demo_handle(6), demo_handle(3, offset=100)
-    key = score(pool, targets=targets)
+    key = score(pool, targets=targets, with_map=True)
     cache, _ = services()
     meta = dict(list_stages(cache))[key]
     _save("a", [0, 1, 2], key, meta, "delift", "task")
@@ -112,7 +112,7 @@ def _looks(at, methods: dict[str, str]) -> dict[str, tuple[str, str]]:
 
 def test_each_method_keeps_one_colour_and_marker_and_none_is_red():
     pool = demo_handle(6)
-    key = score(pool)
+    key = score(pool, with_map=True)
     cache, _ = services()
     meta = dict(list_stages(cache))[key]
     methods = {"d": "delift", "r": "random", "f": "fl-only"}

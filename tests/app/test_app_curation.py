@@ -40,7 +40,7 @@ def _linked(at):
 def test_colour_by_a_categorical_or_numeric_column_and_size_by_one():
     n = 16  # more distinct lengths than a legend takes (map_colour.CONTINUOUS_ABOVE)
     pool = demo_handle(n)
-    score(pool)
+    score(pool, with_map=True)
     at = _select_page(pool)
     records = _records(n)
     families = sorted({r.fields["family"] for r in records})
@@ -76,7 +76,7 @@ def test_colour_by_a_categorical_or_numeric_column_and_size_by_one():
 
 def test_search_rings_the_matches_on_the_map_lists_them_and_pins_them():
     pool = demo_handle(N)
-    score(pool)
+    score(pool, with_map=True)
     at = _select_page(pool)
     expected = search_rows(_records(), "sentence").tolist()
     assert 0 < len(expected) < N
@@ -114,7 +114,7 @@ def test_search_rings_the_matches_on_the_map_lists_them_and_pins_them():
 
 def test_a_filter_hides_rows_and_as_a_constraint_excludes_them_from_the_selection():
     pool = demo_handle(N)
-    key = score(pool)
+    key = score(pool, with_map=True)
     at = _select_page(pool)
     families = [r.fields["family"] for r in _records()]
     kept = [i for i, f in enumerate(families) if f == "grammar"]
@@ -151,7 +151,7 @@ def test_a_filter_hides_rows_and_as_a_constraint_excludes_them_from_the_selectio
 
 def test_why_names_the_selected_row_that_covers_a_discarded_one():
     pool = demo_handle(N)
-    key = score(pool)
+    key = score(pool, with_map=True)
     at = _select_page(pool)
     order = _delift_order(key, N)
     chosen = order[:4]  # 30% of 12
@@ -173,7 +173,7 @@ def test_why_names_the_selected_row_that_covers_a_discarded_one():
 
 def test_a_link_reopens_the_same_view_and_the_view_is_written_back():
     pool = demo_handle(N)
-    score(pool)
+    score(pool, with_map=True)
     at = with_data(page("3_Select.py"), pool=pool)
     link = {
         "method": "delift",

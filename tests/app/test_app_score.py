@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import numpy as np
+import pytest
 from apptools import assert_clean, demo_handle, messages, page, services, wait_for_jobs, with_data
 
 from delift_core.config import ScoringConfig
 from delift_core.pipeline import list_stages, load_stage
 from ui import tasks
+
+
+@pytest.fixture(autouse=True)
+def map_calls(monkeypatch) -> list[tuple[str, str]]:
+    """Each run started here queues the pool's map as a job of its own. These tests are about
+    scoring: the map job records (job id, pool hash) instead of running UMAP, whose first use
+    in a process takes about 20 s (test_app_select.py runs the real map after a score run)."""
+    calls: list[tuple[str, str]] = []
+    monkeypatch.setattr(
+        tasks,
+        "compute_maps",
+        lambda ctx, cache, datasets: calls.append((ctx.job_id, datasets["pool"].hash)),
+    )
+    return calls
 
 
 def test_empty_state_points_to_data():
@@ -26,6 +42,7 @@ def test_estimate_then_score_in_the_background():
     pool = demo_handle(6)
     at = with_data(page("2_Score.py"), pool=pool).run()
     assert_clean(at)
+    wait_for_jobs()  # the first visit's speed measurement (starting a run would cancel it)
     metrics = {m.label: m.value for m in at.metric}
     # 6 baselines + 36 pairs + 6 answers scored without their prompt (quality signals)
     assert metrics["Forward passes to run"] == "48"
@@ -58,7 +75,7 @@ def test_estimate_then_score_in_the_background():
     assert at.session_state["stage_key"] == key
 
 
-def test_progress_is_shown_and_cancel_stops_the_job():
+def test_progress_is_shown_and_cancel_stops_the_job(map_calls):
     pool = demo_handle(24)
     at = with_data(page("2_Score.py"), pool=pool).run()
     _, manager = services()
@@ -82,6 +99,10 @@ def test_progress_is_shown_and_cancel_stops_the_job():
     assert not at.exception
     table = at.dataframe[0].value
     assert table.loc[table["job"] == job.id, "state"].item() == "cancelled"
+    # The map queued behind the run is not computed for scores that were not saved.
+    (map_job,) = [manager.wait(j.id, timeout=10) for j in manager.list_jobs(kind=tasks.MAP)]
+    assert map_job.state == "cancelled" and "scoring job before it was cancelled" in map_job.error
+    assert map_calls == []
 
 
 def test_unfinished_run_from_a_previous_server_can_be_resumed():
@@ -299,3 +320,103 @@ def test_choices_survive_streamlit_dropping_their_widget_state():
     assert at.number_input(key="score_k").value == 3
     # 6 baselines + 6 answers without prompt + 6 x 4 sparse pairs
     assert {m.label: m.value for m in at.metric}["Forward passes"] == "36"
+
+
+def test_the_scores_are_ready_before_the_map_which_follows_as_its_own_job(map_calls):
+    from delift_core.embeddings import embed_records
+    from delift_core.projection import PROJECTION_KIND, projection_key
+    from ui import registry
+
+    pool = demo_handle(6)
+    cache, manager = services()
+    at = with_data(page("2_Score.py"), pool=pool).run()
+    wait_for_jobs()  # the speed measurement
+    at.button(key="score_start").click().run()
+    assert_clean(at)
+    states = wait_for_jobs()
+    (scored,) = [s for s in states if s.kind == tasks.SCORE]
+    (mapped,) = [s for s in states if s.kind == tasks.MAP]
+    assert scored.state == "done" and mapped.state == "done", (scored.error, mapped.error)
+    assert set(scored.result) == {"stage_key", "passes", "seconds"}
+    assert scored.message.endswith("scores saved")
+    # The map job ran after the score job had ended, and only it asked for the map.
+    assert mapped.params["after"] == scored.id and mapped.started >= scored.finished
+    ds = registry.dataset_for(pool, cache)
+    assert map_calls == [(mapped.id, ds.hash)]
+    assert registry.cached_embeddings(cache, ds) is None  # exact mode: nothing embedded
+
+    # With the map and the embeddings in the cache, a new run queues no map job.
+    coords = np.zeros((6, 2), dtype=np.float32)
+    cache.put_array(PROJECTION_KIND, projection_key(registry.map_key(ds), 6, 0), coords)
+    embedder = registry.load_embedder_handle()
+    embed_records(ds.records, embedder.model, embedder.key, cache)
+    params = tasks.score_params({"pool": pool}, "default", ScoringConfig(mode="sparse", k=2))
+    tasks.submit_score(manager, cache, params)
+    assert [s.state for s in wait_for_jobs() if s.kind == tasks.SCORE] == ["done", "done"]
+    assert len(manager.list_jobs(kind=tasks.MAP)) == 1
+
+
+def _gate_worker_model_load(monkeypatch) -> tuple[threading.Event, threading.Event]:
+    """Hold the first model load in the job worker until `release` is set; `started` is set
+    when it begins (the page's own model id lookup, in the script thread, is not held)."""
+    from ui import registry
+
+    real_load = registry.load_lm
+    started, release = threading.Event(), threading.Event()
+
+    def load_lm(name: str):
+        if threading.current_thread().name == "delift-jobs" and not started.is_set():
+            started.set()
+            release.wait(60)
+        return real_load(name)
+
+    monkeypatch.setattr(registry, "load_lm", load_lm)
+    return started, release
+
+
+def test_starting_to_score_cancels_the_running_speed_measurement(monkeypatch):
+    from ui import estimates
+
+    started, release = _gate_worker_model_load(monkeypatch)
+    cache, manager = services()
+    at = with_data(page("2_Score.py"), pool=demo_handle(8)).run()
+    assert started.wait(60)  # the first visit's speed measurement is loading the model
+    (measuring,) = manager.list_jobs(kind=tasks.CALIBRATE)
+    assert measuring.state == "running"
+    at.button(key="score_start").click().run()
+    assert_clean(at)
+    assert manager.snapshot(measuring.id).cancel_requested
+    at.run()
+    assert _metrics(at)["Estimated time"] == "measuring..."
+    assert "the scoring job measures the speed as it runs" in messages(at.caption)
+    release.set()
+    states = {s.kind: s for s in wait_for_jobs()}
+    assert states[tasks.CALIBRATE].state == "cancelled"
+    assert "a score run measures the speed" in states[tasks.CALIBRATE].error
+    assert states[tasks.SCORE].state == "done", states[tasks.SCORE].error
+    # The estimate works without the measurement: the score run stored its own speed.
+    estimates.forget_rates()
+    assert estimates.get_rate("default", cache) > 0
+    at.run()
+    assert_clean(at)
+    assert not any("Speed measurement failed" in w for w in messages(at.warning))
+
+
+def test_a_queued_speed_measurement_of_the_same_model_is_skipped_when_scoring_starts():
+    from ui import registry
+
+    cache, manager = services()
+    pool = demo_handle(6)
+    gate = threading.Event()
+    blocker = manager.submit("wait", {}, lambda ctx: gate.wait(60))
+    sample = registry.dataset_for(pool, cache)
+    same = tasks.submit_calibration(manager, cache, "default", sample, 32)
+    other = tasks.submit_calibration(manager, cache, "/no/such/model", sample, 32)
+    params = tasks.score_params({"pool": pool}, "default", ScoringConfig())
+    score_id = tasks.submit_score(manager, cache, params, map_after=False)
+    assert manager.snapshot(same).state == "cancelled"  # at once: it had not started
+    assert manager.snapshot(other).state == "queued"  # another model's measurement stays
+    manager.cancel(other)
+    gate.set()
+    assert manager.wait(blocker, timeout=60).state == "done"
+    assert manager.wait(score_id, timeout=120).state == "done"

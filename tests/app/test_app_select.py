@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from apptools import (
     page,
     score,
     services,
+    wait_for_jobs,
     with_data,
 )
 
@@ -37,7 +40,7 @@ from delift_core.errors import ConfigError
 from delift_core.pipeline import list_stages, load_stage, save_stage
 from delift_core.quality import quality_score, quality_signals
 from delift_core.select.selection import SelectionInputs, objective_value, select_subset
-from ui import explain, plots, registry, state
+from ui import explain, plots, registry, state, tasks
 
 
 def test_empty_state_without_scores():
@@ -48,7 +51,7 @@ def test_empty_state_without_scores():
 
 def test_budget_method_map_inspect_and_save():
     pool = demo_handle(6)
-    key = score(pool)
+    key = score(pool, with_map=True)
     at = with_data(page("3_Select.py"), pool=pool).run()
     assert_clean(at)
     assert at.radio(key="select_stage").options == ["Instruction tuning (FL on the pool)"]
@@ -117,7 +120,7 @@ def test_budget_method_map_inspect_and_save():
 
 def test_task_stage_with_targets():
     pool, targets = demo_handle(6), demo_handle(3, offset=100)
-    key = score(pool, targets=targets)
+    key = score(pool, targets=targets, with_map=True)
     at = with_data(page("3_Select.py"), pool=pool, targets=targets).run()
     assert_clean(at)
     assert at.radio(key="select_stage").value == "task"
@@ -157,7 +160,7 @@ def test_selected_points_map_back_to_pool_indices():
 
 def test_sparse_continual_stage_and_inspection():
     pool, existing = demo_handle(8), demo_handle(3, offset=200)
-    key = score(pool, existing=existing, config=ScoringConfig(mode="sparse", k=2))
+    key = score(pool, existing=existing, config=ScoringConfig(mode="sparse", k=2), with_map=True)
     at = with_data(page("3_Select.py"), pool=pool, existing=existing).run()
     assert_clean(at)
     assert at.radio(key="select_stage").value == "continual"
@@ -224,7 +227,7 @@ def _expected_default_order(key: str, n: int) -> np.ndarray:
 
 def test_default_method_quality_table_histogram_and_saved_prior():
     pool = demo_handle(8)
-    key = score(pool)
+    key = score(pool, with_map=True)
     at = with_data(page("3_Select.py"), pool=pool).run()
     assert_clean(at)
     method = at.selectbox(key="select_method")
@@ -264,7 +267,7 @@ def test_default_method_quality_table_histogram_and_saved_prior():
 
 def test_quality_settings_reach_delift_q():
     pool = demo_handle(8)
-    key = score(pool)
+    key = score(pool, with_map=True)
     at = with_data(page("3_Select.py"), pool=pool).run()
     at.selectbox(key="select_method").set_value("delift-q").run()
     at.number_input(key="select_quality_weight").set_value(0.0).run()
@@ -290,7 +293,7 @@ def test_quality_settings_reach_delift_q():
 
 def test_map_coloured_by_a_categorical_field():
     pool = demo_handle(12)
-    score(pool)
+    score(pool, with_map=True)
     at = with_data(page("3_Select.py"), pool=pool).run()
     assert_clean(at)
     colour = at.selectbox(key="select_map_colour")
@@ -318,7 +321,7 @@ def test_map_coloured_by_a_categorical_field():
 
 def test_stage_scored_without_answer_scores_asks_to_score_again():
     pool = demo_handle(6)
-    key = score(pool)
+    key = score(pool, with_map=True)
     cache, _ = services()
     # A stage as older versions stored it: the matrices but no answer scores.
     old_key = "old" + key[3:]
@@ -384,7 +387,7 @@ def _delift_order(key: str, n: int, **marks: list[int]) -> np.ndarray:
 
 def test_pinned_first_excluded_never_and_saved_with_the_selection():
     pool = demo_handle(8)
-    key = score(pool)
+    key = score(pool, with_map=True)
     ids = [f"demo-{i + 1:04d}" for i in range(8)]
     plain = _delift_order(key, 8)
     # Pin the two samples DELIFT would pick last; exclude the one it would pick first.
@@ -442,7 +445,7 @@ def test_pinned_first_excluded_never_and_saved_with_the_selection():
 
 def test_more_pins_than_the_budget_raise_the_count_with_a_warning():
     pool = demo_handle(8)
-    score(pool)
+    score(pool, with_map=True)
     ids = [f"demo-{i + 1:04d}" for i in range(8)]
     at = with_data(page("3_Select.py"), pool=pool).run()
     at.multiselect(key="select_pinned").set_value(ids[:3]).run()  # budget: round(0.3 * 8) = 2
@@ -464,7 +467,7 @@ def test_more_pins_than_the_budget_raise_the_count_with_a_warning():
 
 def test_a_sample_both_pinned_and_excluded_is_neither_with_a_warning():
     pool = demo_handle(6)
-    key = score(pool)
+    key = score(pool, with_map=True)
     ids = [f"demo-{i + 1:04d}" for i in range(6)]
     at = with_data(page("3_Select.py"), pool=pool).run()
     at.selectbox(key="select_method").set_value("delift")
@@ -503,7 +506,7 @@ def _pick_on_map(at, indices: list[int]):
 
 def test_map_picks_are_one_table_and_one_card_and_outlive_a_new_budget():
     pool = demo_handle(12)
-    key = score(pool)
+    key = score(pool, with_map=True)
     ids = [f"demo-{i + 1:04d}" for i in range(12)]
     at = with_data(page("3_Select.py"), pool=pool).run()
     at.selectbox(key="select_method").set_value("delift").run()
@@ -545,7 +548,7 @@ def test_map_picks_are_one_table_and_one_card_and_outlive_a_new_budget():
 
 def test_rank_and_gain_are_explained():
     pool = demo_handle(8)
-    key = score(pool)
+    key = score(pool, with_map=True)
     at = with_data(page("3_Select.py"), pool=pool).run()
     at.selectbox(key="select_method").set_value("delift")
     at.text_input(key="select_inspect").set_value("demo-0001").run()
@@ -571,7 +574,7 @@ def test_rank_and_gain_are_explained():
 
 def test_fl_only_is_noted_as_delift_in_the_instruction_stage():
     pool, targets = demo_handle(6), demo_handle(3, offset=100)
-    score(pool, targets=targets)
+    score(pool, targets=targets, with_map=True)
     at = with_data(page("3_Select.py"), pool=pool, targets=targets).run()
     at.selectbox(key="select_method").set_value("fl-only").run()
     assert_clean(at)
@@ -599,7 +602,7 @@ def test_fl_only_is_noted_as_delift_in_the_instruction_stage():
 
 def test_budget_as_a_count():
     pool = demo_handle(8)
-    score(pool)
+    score(pool, with_map=True)
     at = with_data(page("3_Select.py"), pool=pool).run()
     assert_clean(at)
     assert at.radio(key="select_budget_mode").value == "fraction"
@@ -636,3 +639,43 @@ def test_inspection_table_rows_follow_the_order_given():
     assert np.isnan(table["gain"][0]) and table["gain"].tolist()[1:] == [0.25, 4.0]
     assert table["quality score"].tolist() == [1.0, 0.25, 0.5]
     assert "quality score" not in explain.inspection_table(records, [0], order, gains, 2)
+
+
+def test_select_says_the_map_is_on_its_way_then_shows_it(monkeypatch):
+    """A run on the Score page saves its scores first; the map follows as a job of its own,
+    and Select says so (no error, no second map job) until the map is ready."""
+    real_maps, gate = tasks.compute_maps, threading.Event()
+
+    def held_maps(ctx, cache, datasets):
+        gate.wait(60)  # the map is still being computed while the pages are looked at
+        real_maps(ctx, cache, datasets)
+
+    monkeypatch.setattr(tasks, "compute_maps", held_maps)
+    pool = demo_handle(6)
+    _, manager = services()
+    at = with_data(page("2_Score.py"), pool=pool).run()
+    wait_for_jobs()  # the page's own speed measurement
+    at.button(key="score_start").click().run()
+    (scored,) = manager.list_jobs(kind=tasks.SCORE)
+    assert manager.wait(scored.id, timeout=120).state == "done"
+    (mapped,) = manager.list_jobs(kind=tasks.MAP)
+    assert mapped.params["after"] == scored.id
+    deadline = time.monotonic() + 30
+    while manager.snapshot(mapped.id).state == "queued" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    at.run()
+    assert_clean(at)
+    assert "The scores of the data loaded now are ready (pool)." in messages(at.success)
+    assert any("map of the pool is being computed" in c for c in messages(at.caption))
+
+    at.switch_page("pages/3_Select.py").run()
+    assert_clean(at)
+    assert any("The map is being computed" in m for m in messages(at.info))
+    assert "select_map" not in chart_keys(at)
+    assert len(manager.list_jobs(kind=tasks.MAP)) == 1  # Select waits for it, starts no other
+    gate.set()
+    assert manager.wait(mapped.id, timeout=120).state == "done"
+    at.run()
+    assert_clean(at)
+    assert "select_map" in chart_keys(at)
+    assert not any("The map is being computed" in m for m in messages(at.info))

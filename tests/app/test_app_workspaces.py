@@ -79,7 +79,7 @@ def test_sessions_see_only_their_workspace_until_they_share_one():
     assert own_a in messages(a.sidebar.text)
     pool = _upload_pool(a, "private.jsonl")
     assert pool["spec"]["workspace"] == own_a
-    score(pool)
+    score(pool, with_map=True)
     _save_on_select(a, "mine")
     assert _export_names(a) == ["mine"]
     assert "Private question" in a.code[0].value  # A's Export previews its rows
