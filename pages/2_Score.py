@@ -15,7 +15,7 @@ from delift_core.errors import ConfigError, DeliftError, PathError, ResourceErro
 from delift_core.jobs import JobState
 from delift_core.pipeline import list_stages
 from delift_core.resources import SPARSE_DEFAULT_K, check_fits, estimate_run, suggest_mode
-from ui import estimates, layout, registry, state, tasks
+from ui import estimates, layout, registry, state, tasks, workspaces
 
 svc = layout.setup_page("Score")
 manager, cache = svc.manager, svc.cache
@@ -107,7 +107,13 @@ except DeliftError as exc:
     st.error(layout.escape_md(exc))
     st.stop()
 
-active_jobs = manager.list_jobs(active_only=True)
+
+def _ours(jobs: list[JobState]) -> list[JobState]:
+    """The jobs this workspace may see (workspaces.job_visible)."""
+    return [j for j in jobs if workspaces.job_visible(j.params, svc.workspace)]
+
+
+active_jobs = _ours(manager.list_jobs(active_only=True))
 cost = estimate_run(rows["pool"], mode, int(k), rows["targets"], rows["existing"])
 try:
     check_fits(cost, mode)
@@ -147,7 +153,7 @@ if (
     and state.mark_calibrated(model)
 ):
     _calibrate()
-    active_jobs = manager.list_jobs(active_only=True)
+    active_jobs = _ours(manager.list_jobs(active_only=True))
 
 st.subheader("Cost estimate")
 m1, m2, m3 = st.columns(3)
@@ -213,7 +219,7 @@ elif mode == "exact" and cost.pairs > 2_000_000:
         "k most similar candidates only."
     )
 
-params = tasks.score_params(handles, model, config)
+params = tasks.score_params(handles, model, config, svc.workspace)
 duplicate = any(j.kind == tasks.SCORE and j.params == params for j in active_jobs)
 if st.button(
     "Start scoring",
@@ -227,7 +233,7 @@ if st.button(
         st.error(f"Cannot start: {layout.escape_md(exc)}")
     else:
         st.success(f"Scoring queued (job {job_id}). You can keep using the other pages.")
-        active_jobs = manager.list_jobs(active_only=True)
+        active_jobs = _ours(manager.list_jobs(active_only=True))
 if duplicate:
     st.caption("The same run is already queued or running.")
 
@@ -309,7 +315,7 @@ def _signature(jobs: list[JobState]) -> tuple[tuple[str, str], ...]:
 
 @st.fragment(run_every=1.0 if active_jobs else None)
 def jobs_panel(was_active: tuple[tuple[str, str], ...]) -> None:
-    jobs = manager.list_jobs()
+    jobs = _ours(manager.list_jobs())
     active = [j for j in jobs if j.active]
     st.subheader("Jobs")
     if not jobs:

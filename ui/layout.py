@@ -130,7 +130,11 @@ def _draw_sidebar(svc: Services, workspace: str) -> None:
                 st.text(f"{role}: {handle['label']} · {handle['rows']:,} rows")
         if not any_data:
             st.text("nothing loaded")
-        active = svc.manager.list_jobs(active_only=True)
+        active = [
+            j
+            for j in svc.manager.list_jobs(active_only=True)
+            if workspaces.job_visible(j.params, workspace)
+        ]
         if active:
             st.caption("Background jobs")
             for job in active:

@@ -42,11 +42,17 @@ PHASE_LABELS = {
 
 
 def score_params(
-    handles: dict[str, dict[str, Any] | None], model: str, config: ScoringConfig
+    handles: dict[str, dict[str, Any] | None],
+    model: str,
+    config: ScoringConfig,
+    workspace: str | None = None,
 ) -> dict[str, Any]:
-    """JSON job parameters of a score run: enough to run it again after a restart."""
+    """JSON job parameters of a score run: enough to run it again after a restart, and the
+    workspace that started it (its job list shows it)."""
     params: dict[str, Any] = {"model": model, "mode": config.mode, "k": config.k}
     params["batch_size"] = config.batch_size
+    if workspace is not None:
+        params["workspace"] = workspace
     for role in ROLES:
         handle = handles.get(role)
         params[role] = None if handle is None else dict(handle)
@@ -83,6 +89,8 @@ def submit_score(
     )
     if map_after and not maps_ready(cache, datasets):
         handles = {role: params.get(role) for role in ROLES}
+        if params.get("workspace") is not None:
+            handles["workspace"] = params["workspace"]
         _submit_map(manager, cache, handles, datasets, after=job_id)
     return job_id
 

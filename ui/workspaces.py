@@ -261,3 +261,11 @@ def prune_workspaces(cache: UtilityCache, now: datetime | None, days: int) -> li
             len(evaluations),
         )
     return stale
+
+
+def job_visible(params: dict[str, Any], workspace: str) -> bool:
+    """Whether a job is shown in `workspace`: jobs started there, and those that belong to no
+    workspace (speed measurements, jobs from before workspaces). Another workspace's job names
+    its data, so it is not listed; it only takes the worker's turn."""
+    owner = params.get("workspace")
+    return owner is None or owner == workspace

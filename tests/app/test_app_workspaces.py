@@ -9,7 +9,16 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-from apptools import assert_clean, demo_handle, messages, page, score, services, with_data
+from apptools import (
+    assert_clean,
+    demo_handle,
+    messages,
+    page,
+    score,
+    services,
+    wait_for_jobs,
+    with_data,
+)
 
 from ui import workspaces
 
@@ -158,3 +167,34 @@ def test_app_start_prunes_unused_workspaces_and_keeps_scores(monkeypatch, caplog
     assert [n for n, _ in workspaces.list_selections(cache, "new-team")] == ["picked"]
     assert len(workspaces.list_uploads(cache, "new-team")) == 1
     assert cache.load_baselines("scope", ["t"]) == {"t": (0.5, -1.0)}
+
+
+def _listed_jobs(at) -> set[str]:
+    """Job ids in the Score page's finished-jobs table."""
+    tables = [d.value for d in at.dataframe if "job" in d.value.columns]
+    return set(tables[0]["job"]) if tables else set()
+
+
+def test_the_score_page_lists_only_this_workspaces_runs():
+    """A run names its data (labels, file names): another workspace does not see it listed or
+    announced as ready, while runs that belong to no workspace (speed measurements) are shared."""
+    a = with_data(page("2_Score.py"), pool=demo_handle(6)).run()
+    b = with_data(page("2_Score.py"), pool=demo_handle(6)).run()
+    wait_for_jobs()  # the first visits' speed measurement
+    a.run()
+    a.button(key="score_start").click().run()
+    assert_clean(a)
+    states = {s.kind: s for s in wait_for_jobs()}
+    score_job = states["score"]
+    assert score_job.state == "done", score_job.error
+    assert score_job.params["workspace"] == a.session_state["workspace"]
+
+    a.run()
+    b.run()
+    assert_clean(a)
+    assert_clean(b)
+    assert score_job.id in _listed_jobs(a)
+    assert "The scores of the data loaded now are ready (pool)." in messages(a.success)
+    assert score_job.id not in _listed_jobs(b)
+    assert states["calibrate"].id in _listed_jobs(b)  # no workspace: shared
+    assert not any("scores" in m for m in messages(b.success))
