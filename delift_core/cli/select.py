@@ -30,6 +30,7 @@ from delift_core.config import (
     QUALITY_SIGNALS,
     ScoringConfig,
     SelectionConfig,
+    selection_size,
 )
 from delift_core.errors import ConfigError, DataError
 from delift_core.export import build_manifest, check_new_export, export_subset, subset_rows
@@ -222,20 +223,22 @@ def read_id_list(path: str | None, ids: list[str], what: str) -> list[int]:
 
 
 def budget_count(sel: SelectionConfig, n: int, pinned: list[int], excluded: list[int]) -> int:
-    """The number of samples to export; ConfigError when the pins or exclusions make it
-    impossible."""
-    # "full" is the full-data baseline: it ignores the budget (and keeps what is not excluded).
-    count = n - len(set(excluded)) if sel.method == "full" else sel.budget_count(n)
-    if len(pinned) > count:
+    """The number of samples to export (config.selection_size); on the command line a budget
+    that the pins or exclusions would change is a ConfigError, not a note."""
+    size = selection_size(
+        sel.budget, n, available=n - len(set(excluded)), pinned=len(pinned), method=sel.method
+    )
+    if size.raised_to_pins:
         raise ConfigError(
-            f"{len(pinned)} samples are pinned but the budget is {count}; raise --budget or pin"
-            " fewer"
+            f"{len(pinned)} samples are pinned but the budget is {size.budget}; raise --budget or"
+            " pin fewer"
         )
-    if count > n - len(excluded):
+    if size.capped:
+        wanted = sel.budget_count(n)
         raise ConfigError(
-            f"the budget ({count}) is larger than the {n - len(excluded)} samples not excluded"
+            f"the budget ({wanted}) is larger than the {size.budget} samples not excluded"
         )
-    return count
+    return size.count
 
 
 def selection_matrices(
