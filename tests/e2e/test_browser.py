@@ -53,12 +53,40 @@ def _log(message: str) -> None:
     print(f"[e2e {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
+QUIET_MS = 300  # how long the app must stay idle to count as settled
+SETTLE_TIMEOUT_MS = 8_000
+# True once the app (the stApp element Streamlit marks with its connection and script state) is
+# connected and not running a script, and has stayed so for `quiet` ms and two painted frames.
+# A click reaches the server a moment after it is made: the quiet time lets the rerun it asks
+# for begin, so that an idle app seen just after a click is not taken for a settled one.
+_IDLE_JS = """([token, quiet]) => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    const idle = app !== null
+        && app.getAttribute('data-test-connection-state') === 'CONNECTED'
+        && app.getAttribute('data-test-script-state') === 'notRunning'
+        && document.querySelector('[data-testid="stStatusWidget"]') === null;
+    const since = window.__deliftIdleSince = window.__deliftIdleSince || {};
+    if (!idle) { delete since[token]; return false; }
+    if (since[token] === undefined) {
+        since[token] = {t: performance.now(), frames: 0};
+        const count = () => { if (since[token]) { since[token].frames += 1;
+            if (since[token].frames < 2) requestAnimationFrame(count); } };
+        requestAnimationFrame(count);
+    }
+    return performance.now() - since[token].t >= quiet && since[token].frames >= 2;
+}"""
+_settle_calls = iter(range(1, 1 << 62))
+
+
 def _settle(page: Any) -> None:
-    """Best effort: wait until the app is not showing its 'running' indicator."""
+    """Best effort: wait until the app is connected, runs no script and has stayed so for
+    QUIET_MS (with charts given two painted frames)."""
     # A page with a live fragment may rerun every second: a timeout here is not an error.
+    token = next(_settle_calls)
     with contextlib.suppress(PlaywrightError):
-        page.get_by_test_id("stStatusWidget").wait_for(state="hidden", timeout=8_000)
-    page.wait_for_timeout(700)  # let charts finish their first paint
+        page.wait_for_function(
+            _IDLE_JS, arg=[token, QUIET_MS], polling=50, timeout=SETTLE_TIMEOUT_MS
+        )
 
 
 def _shot(page: Any, name: str) -> None:
@@ -91,8 +119,21 @@ def _set_number(page: Any, label: str, value: int) -> None:
 
 
 def _choose(page: Any, label: str, option: str) -> None:
-    page.get_by_test_id("stSelectbox").filter(has_text=label).click()
-    page.get_by_role("option", name=option, exact=True).click()
+    """Pick `option` in the select box labelled `label`. A menu opened by a click that first
+    scrolled the page far (e.g. from a button at the bottom) can close again at once: the box is
+    clicked again until the option shows."""
+    box = page.get_by_test_id("stSelectbox").filter(has_text=label)
+    wanted = page.get_by_role("option", name=option, exact=True)
+    for _ in range(3):
+        box.scroll_into_view_if_needed()
+        _settle(page)
+        box.click()
+        with contextlib.suppress(PlaywrightError):
+            wanted.click(timeout=5_000)
+            break
+        page.keyboard.press("Escape")  # a menu that opened late is closed before the next try
+    else:
+        raise AssertionError(f"the option {option!r} of {label!r} did not show")
     _settle(page)
 
 
@@ -324,12 +365,25 @@ def select_again(b: Any, selected: tuple[str, str, str], folder: Path) -> list[d
     return _download(b, folder / "again.jsonl")
 
 
-def _copy_documented() -> None:
+def _copy_documented(names: tuple[str, ...] = DOCUMENTED) -> None:
+    """With DELIFT_UPDATE_SCREENSHOTS=1, copy the named screenshots into docs/screenshots."""
     if os.environ.get("DELIFT_UPDATE_SCREENSHOTS") != "1":
         return
     DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
-    for name in DOCUMENTED:
+    for name in names:
         shutil.copyfile(ARTIFACTS / f"{name}.png", DOCS_SHOTS / f"{name}.png")
+
+
+def _score_demo(page: Any, rows: int, k: int) -> None:
+    """Load the first `rows` demo rows, score them in sparse mode with k candidates, and wait
+    until the scores are ready."""
+    _load_demo(page, 0, rows)
+    _go(page, "Score")
+    _choose_mode(page, "sparse")
+    _set_number(page, "Candidates per row (k)", k)
+    page.get_by_role("button", name="Start scoring").click()
+    ready = page.get_by_text("The scores of the data loaded now are ready (pool).").first
+    expect(ready).to_be_visible(timeout=SCORE_TIMEOUT_MS)
 
 
 # -- the test -----------------------------------------------------------------------------

@@ -12,29 +12,25 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
-import shutil
 import time
 from typing import Any
 
 import pytest
 from test_browser import (
     ARTIFACTS,
-    DOCS_SHOTS,
     SCORE_TIMEOUT_MS,
     UI_TIMEOUT_MS,
     VIEWPORT,
     PlaywrightError,
     Watch,
     _choose,
-    _choose_mode,
+    _copy_documented,
     _download,
     _go,
-    _load_demo,
     _log,
     _metric,
-    _set_number,
+    _score_demo,
     _settle,
     _shot,
     expect,
@@ -90,17 +86,6 @@ def _wait_for_ring(page: Any, hits: int) -> list[dict[str, Any]]:
     return _traces(page)
 
 
-def score_pool(page: Any, app_url: str) -> None:
-    page.goto(app_url)
-    _load_demo(page, 0, POOL_ROWS)
-    _go(page, "Score")
-    _choose_mode(page, "sparse")
-    _set_number(page, "Candidates per row (k)", SPARSE_K)
-    page.get_by_role("button", name="Start scoring").click()
-    ready = page.get_by_text("The scores of the data loaded now are ready (pool).").first
-    expect(ready).to_be_visible(timeout=SCORE_TIMEOUT_MS)
-
-
 def colour_and_toggle(page: Any) -> None:
     """Colour by quality; a click on a legend entry hides that category's traces."""
     _go(page, "Select")
@@ -113,9 +98,13 @@ def colour_and_toggle(page: Any) -> None:
     # The legend sits at the top of the chart, where the chart's toolbar appears on hover: the
     # click goes to the entry's left end (its symbol), with the chart in the middle of the view.
     _map(page).evaluate("e => e.scrollIntoView({block: 'center'})")
-    page.wait_for_timeout(300)
+    _painted(page)
     legend.locator(".legendtoggle").click(position={"x": 12, "y": 9})
-    page.wait_for_timeout(500)
+    page.wait_for_function(  # Plotly has hidden the category's traces
+        """([gd, group]) => gd.data.some(t => t.legendgroup === group)
+            && gd.data.every(t => t.legendgroup !== group || t.visible === 'legendonly')""",
+        arg=[_map(page).element_handle(), HIDDEN_CATEGORY],
+    )
     for trace in _traces(page):
         if trace["group"] == HIDDEN_CATEGORY:
             assert trace["visible"] == "legendonly", trace
@@ -134,9 +123,14 @@ def search_and_list(page: Any) -> None:
     _shot(page, "select-curation")
 
 
+def _painted(page: Any) -> None:
+    """Wait until the browser has painted two more frames (a scroll has been drawn)."""
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+
+
 def _scroll(page: Any, locator: Any) -> None:
     locator.evaluate("e => e.scrollIntoView({block: 'start'})")
-    page.wait_for_timeout(300)
+    _painted(page)
 
 
 def pin_and_exclude(page: Any) -> None:
@@ -189,14 +183,6 @@ def save_and_export(page: Any, folder: Any) -> None:
     assert manifest["excluded_ids"] == EXCLUDED
 
 
-def _copy_documented() -> None:
-    if os.environ.get("DELIFT_UPDATE_SCREENSHOTS") != "1":
-        return
-    DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
-    for name in DOCUMENTED:
-        shutil.copyfile(ARTIFACTS / f"{name}.png", DOCS_SHOTS / f"{name}.png")
-
-
 def test_colour_search_pin_exclude_and_export(browser, app_url, tmp_path):
     expect.set_options(timeout=UI_TIMEOUT_MS)
     started = time.monotonic()
@@ -207,7 +193,8 @@ def test_colour_search_pin_exclude_and_export(browser, app_url, tmp_path):
     missing: list[str] = []
     page.on("response", lambda r: r.status >= 400 and missing.append(f"{r.status} {r.url}"))
     try:
-        score_pool(page, app_url)
+        page.goto(app_url)
+        _score_demo(page, POOL_ROWS, SPARSE_K)
         _log(f"scored in {time.monotonic() - started:.0f} s")
         colour_and_toggle(page)
         search_and_list(page)
@@ -215,7 +202,7 @@ def test_colour_search_pin_exclude_and_export(browser, app_url, tmp_path):
         save_and_export(page, tmp_path)
         assert missing == [], f"failed requests: {missing}"
         watch.check()
-        _copy_documented()
+        _copy_documented(DOCUMENTED)
         _log(f"curation test took {time.monotonic() - started:.0f} s")
     except BaseException:
         with contextlib.suppress(PlaywrightError):
