@@ -313,7 +313,7 @@ def _signature(jobs: list[JobState]) -> tuple[tuple[str, str], ...]:
     return tuple((j.id, j.state) for j in jobs)
 
 
-@st.fragment(run_every=1.0 if active_jobs else None)
+@st.fragment(run_every=2.0 if active_jobs else None)
 def jobs_panel(was_active: tuple[tuple[str, str], ...]) -> None:
     jobs = _ours(manager.list_jobs())
     active = [j for j in jobs if j.active]
