@@ -130,15 +130,14 @@ def _draw_sidebar(svc: Services, workspace: str) -> None:
                 st.text(f"{role}: {handle['label']} · {handle['rows']:,} rows")
         if not any_data:
             st.text("nothing loaded")
-        active = [
-            j
-            for j in svc.manager.list_jobs(active_only=True)
-            if workspaces.job_visible(j.params, workspace)
-        ]
+        active = svc.manager.list_jobs(active_only=True)
         if active:
             st.caption("Background jobs")
             for job in active:
-                st.text(f"{job.kind}: {job.state}" + (f" · {job.phase}" if job.phase else ""))
+                if workspaces.job_visible(job.params, workspace):
+                    st.text(f"{job.kind}: {job.state}" + (f" · {job.phase}" if job.phase else ""))
+                else:  # it takes the worker's turn, but its data is not this workspace's
+                    st.text(f"{job.kind}: {job.state} (another workspace)")
         if registry.test_mode():
             st.caption("Test mode: tiny random model")
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -198,3 +200,25 @@ def test_the_score_page_lists_only_this_workspaces_runs():
     assert score_job.id not in _listed_jobs(b)
     assert states["calibrate"].id in _listed_jobs(b)  # no workspace: shared
     assert not any("scores" in m for m in messages(b.success))
+
+
+def test_the_sidebar_shows_another_workspaces_run_without_its_data():
+    """A run of another workspace takes the worker: the sidebar says so, naming no data."""
+    _, manager = services()
+    release = threading.Event()
+    job = manager.submit(
+        "score",
+        {"workspace": "someone-else", "pool": {"label": "their-secret.jsonl"}},
+        lambda ctx: release.wait(30),
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while manager.snapshot(job).state != "running" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        at = with_data(page("1_Data.py"), pool=demo_handle(6)).run()
+        texts = [t.value for t in at.sidebar.text]
+        assert "score: running (another workspace)" in texts
+        assert not any("their-secret" in t for t in texts)
+    finally:
+        release.set()
+        manager.wait(job, timeout=30)

@@ -326,7 +326,9 @@ def start_long_job(a: Any) -> str:
 def select_in_second_session(b: Any, app_url: str, selected: tuple[str, str, str]) -> None:
     """Session B, while A's job runs: load the scored rows and select from the cached stage."""
     b.goto(app_url)
-    expect(b.get_by_test_id("stSidebar").get_by_text("score: running")).to_be_visible()
+    # A's run is in A's workspace: B sees the worker busy, not whose data it scores.
+    busy = b.get_by_test_id("stSidebar").get_by_text("score: running (another workspace)")
+    expect(busy).to_be_visible()
     _load_demo(b, 0, POOL_ROWS)
     _go(b, "Select")
     expect(_metric(b, "Selected")).to_have_text(f"{EXPECTED_COUNT} of {POOL_ROWS}")
