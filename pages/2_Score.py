@@ -363,7 +363,7 @@ if leftovers:
             b1, b2, _ = st.columns([1, 1, 4])
             if b1.button("Resume", key=f"score_resume_{run['id']}"):
                 try:
-                    tasks.resume_run(manager, cache, run)
+                    tasks.resume_run(manager, cache, run, svc.workspace)
                 except DeliftError as exc:
                     st.error(f"Cannot resume: {layout.escape_md(exc)}")
                 else:

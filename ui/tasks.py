@@ -192,9 +192,16 @@ def set_auto_resume(cache: UtilityCache, on: bool) -> None:
     cache.put_array(AUTO_RESUME_KIND, AUTO_RESUME_KEY, np.array([int(on)], dtype=np.int64))
 
 
-def resume_run(manager: JobManager, cache: UtilityCache, run: dict[str, Any]) -> str:
-    """Submit a stored unfinished score run again (cached rows are reused) and mark it resumed."""
-    job_id = submit_score(manager, cache, run["params"])
+def resume_run(
+    manager: JobManager, cache: UtilityCache, run: dict[str, Any], workspace: str | None = None
+) -> str:
+    """Submit a stored unfinished score run again (cached rows are reused) and mark it resumed.
+    Resumed from a page, the run belongs to that page's workspace from then on (a session
+    after a restart may be in another one); resumed at start, it keeps its own."""
+    params = dict(run["params"])
+    if workspace is not None:
+        params["workspace"] = workspace
+    job_id = submit_score(manager, cache, params)
     manager.mark_run(run["id"], "resumed", f"resumed as job {job_id}")
     return job_id
 
