@@ -117,7 +117,8 @@ def test_unfinished_run_from_a_previous_server_can_be_resumed():
     assert not at.exception
     states = [s for s in wait_for_jobs() if s.kind == "score"]
     assert len(states) == 1 and states[0].state == "done"
-    assert states[0].params == params
+    # resumed from the page: the run now belongs to this session's workspace
+    assert states[0].params == {**params, "workspace": at.session_state["workspace"]}
     stored = {r["id"]: r for r in cache.list_runs()}
     assert stored["old-run"]["state"] == "resumed"
     assert manager.unfinished_runs() == []
