@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.quality_scoring import DEFAULT_BUNDLES  # noqa: E402
+from bench.scenarios import SPLITS  # noqa: E402
 from delift_core.quality import (  # noqa: E402
     DEFAULT_SIGNAL,
     HIGHER_IS_BETTER,
@@ -58,7 +59,7 @@ GATES = (0.0, 0.2, 0.3, 0.4, 0.5)
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--split", choices=["val", "test"], required=True)
+    p.add_argument("--split", choices=SPLITS, required=True)
     p.add_argument("--bundles", default=str(DEFAULT_BUNDLES))
     p.add_argument("--seeds", type=int, default=20, help="random seeds")
     p.add_argument("--out", default=None, help="JSON results (default docs/quality_<split>.json)")

@@ -2,6 +2,7 @@
 
     python bench/quality_scoring.py --split val             # S1, S2, S3 validation pools
     python bench/quality_scoring.py --split test            # test pools and the demo
+    python bench/quality_scoring.py --split test2           # the second test split
 
 Each scenario's matrices, answer scores, embeddings and labels go to
 `<bundles>/<split>/<scenario>.npz` (default bundles folder ~/.cache/delift/quality), so that
@@ -25,7 +26,7 @@ import scipy.sparse as sp
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.scenarios import Scenario, build_scenarios  # noqa: E402
+from bench.scenarios import SPLITS, Scenario, build_scenarios  # noqa: E402
 from delift_core.cache import UtilityCache, default_cache_path  # noqa: E402
 from delift_core.config import ScoringConfig  # noqa: E402
 from delift_core.data.dataset import dataset_from_rows  # noqa: E402
@@ -39,7 +40,7 @@ DEFAULT_BUNDLES = default_cache_path().parent / "quality"
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     default_data = os.environ.get("DELIFT_DATASETS", str(REPO.parent / "shared" / "datasets"))
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--split", choices=["val", "test"], required=True)
+    p.add_argument("--split", choices=SPLITS, required=True)
     p.add_argument("--scenarios", nargs="+", default=["S1", "S2", "S3", "demo"])
     p.add_argument("--datasets", default=default_data)
     p.add_argument("--k", type=int, default=4, help="candidates per row (sparse mode)")

@@ -1,8 +1,10 @@
 """Scenario pools for the selection-quality benchmark (bench/quality.py), built from the shared
 datasets by code, seeded; no data is edited by hand.
 
-Every scenario has a validation and a test split: different rows of the source files and
-different corruption seeds, so that defaults chosen on validation are judged on unseen rows.
+Every scenario has a validation split and two test splits (`SPLITS`): different rows of the source
+files and different corruption seeds, so that defaults chosen on validation are judged on unseen
+rows. The demo's validation pool is rows 150-299 of `assets/demo.jsonl`; both test splits use
+its first 150 rows, the README's demo command.
 
 - S1 noise (stage instruction): `size` rows of one source; 20% of them corrupted four ways,
   in equal parts: answer swapped with another corrupted row's, truncated to its first one or
@@ -71,8 +73,19 @@ def read_jsonl(path: Path, start: int, count: int) -> list[dict[str, Any]]:
     return rows
 
 
+SPLITS = ("val", "test", "test2")
+"""`test2` is a second test split, drawn after `test` had been used once: rows further down each
+file and other seeds, so a second round of settings chosen on `val` meets rows nobody has seen."""
+
+
+def _split_index(split: str) -> int:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}: expected one of {', '.join(SPLITS)}")
+    return SPLITS.index(split)
+
+
 def _offset(split: str, size: int) -> int:
-    return 0 if split == "val" else 2 * size
+    return 2 * size * _split_index(split)
 
 
 def noise_scenario(datasets: Path, source: str, split: str, size: int = 120) -> Scenario:
@@ -132,7 +145,7 @@ def targeting_scenario(
     per_source = size // len(S2_SOURCES)
     pool, labels = _mixed(datasets, S2_SOURCES, split, per_source)
     # Targets come from far down the file, disjoint from both splits' pool rows.
-    start = 1000 + (0 if split == "val" else n_targets)
+    start = 1000 + n_targets * _split_index(split)
     targets = read_jsonl(datasets / f"{target}.train.jsonl", start, n_targets)
     return Scenario(f"S2-{target}", split, "task", pool, labels, targets=targets, on_target=target)
 
@@ -148,23 +161,21 @@ def continual_scenario(
     """S3: existing rows from the `old` sources; a pool from the old and the `new` sources."""
     pool, labels = _mixed(datasets, old + new, split, size // 4)
     existing: list[dict[str, Any]] = []
-    start = 1000 + (0 if split == "val" else n_existing)
+    start = 1000 + n_existing * _split_index(split)
     for source in old:
         existing.extend(read_jsonl(datasets / f"{source}.train.jsonl", start, n_existing // 2))
     name = f"S3-{'+'.join(old)}->{'+'.join(new)}"
     return Scenario(name, split, "continual", pool, labels, existing=existing, new_sources=new)
 
 
-def demo_scenario(limit: int = 150) -> Scenario:
-    """The project's demo data, first `limit` rows, labelled by its `quality` field."""
-    rows = []
+def demo_scenario(split: str = "test", limit: int = 150) -> Scenario:
+    """The project's demo data labelled by its `quality` field: the first `limit` rows (the README's
+    demo command) on the test splits, the next `limit` rows on validation."""
+    start = limit if split == "val" else 0
     with (REPO / "assets" / "demo.jsonl").open(encoding="utf-8") as handle:
-        for line in handle:
-            rows.append(json.loads(line))
-            if len(rows) == limit:
-                break
+        rows = [json.loads(line) for line in handle][start : start + limit]
     pool = [{k: r[k] for k in ("instruction", "input", "output")} for r in rows]
-    return Scenario("demo", "test", "instruction", pool, [r["quality"] for r in rows])
+    return Scenario("demo", split, "instruction", pool, [r["quality"] for r in rows])
 
 
 def build_scenarios(datasets: Path, split: str, names: list[str]) -> list[Scenario]:
@@ -183,8 +194,8 @@ def build_scenarios(datasets: Path, split: str, names: list[str]) -> list[Scenar
                 datasets, ("gsm8k", "mmlu_redux"), ("dolly_openqa", "hotpotqa_cb"), split
             ),
         ]
-    if "demo" in names and split == "test":
-        out.append(demo_scenario())
+    if "demo" in names:
+        out.append(demo_scenario(split))
     return out
 
 
@@ -199,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     default_data = os.environ.get("DELIFT_DATASETS", str(REPO.parent / "shared" / "datasets"))
     p = argparse.ArgumentParser(description=main.__doc__.split("\n\n")[0])
     p.add_argument("name", help="scenario name, e.g. S1-dolly_openqa, S2-gsm8k, demo")
-    p.add_argument("--split", choices=["val", "test"], default="test")
+    p.add_argument("--split", choices=SPLITS, default="test")
     p.add_argument("--datasets", default=default_data)
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
