@@ -12,8 +12,12 @@ DELIFT-Q (DELIFT with the quality prior), and counts what the subset holds:
 - demo: `poor` rows and `near-duplicate` rows picked;
 - S2 targeting: rows from the target's source; S3 continual: rows from the new sources.
 
---split val also searches DELIFT-Q's settings (signal, weight, gate) and reports the best by a
-fixed rule (see `choose`); --split test runs the defaults of delift_core.select.selection once.
+--split val also searches DELIFT-Q's settings (signal, weight, gate, side weight, duplicate
+threshold) and reports the best by a fixed rule (see `choose`); --split test / test2 run the
+defaults of delift_core.config once. Round 1 chose signal, weight and gate and was judged on
+`test`; round 2 added the side prior and the duplicate gate to the grid, the validation demo
+(rows 150-299) to the rule, and is judged on `test2` (docs/quality.md). DELIFT-Q (round 1), the
+earlier default, is reported beside the current one.
 Results: JSON to --out; markdown tables on stdout.
 """
 
@@ -35,6 +39,12 @@ sys.path.insert(0, str(REPO))
 
 from bench.quality_scoring import DEFAULT_BUNDLES  # noqa: E402
 from bench.scenarios import SPLITS  # noqa: E402
+from delift_core.config import (  # noqa: E402
+    DEFAULT_DUPLICATE_THRESHOLD,
+    DEFAULT_QUALITY_GATE,
+    DEFAULT_QUALITY_WEIGHT,
+    DEFAULT_SIDE_WEIGHT,
+)
 from delift_core.quality import (  # noqa: E402
     DEFAULT_SIGNAL,
     HIGHER_IS_BETTER,
@@ -44,17 +54,16 @@ from delift_core.quality import (  # noqa: E402
     quality_score,
     quality_signals,
 )
-from delift_core.select.selection import (  # noqa: E402
-    DEFAULT_QUALITY_GATE,
-    DEFAULT_QUALITY_WEIGHT,
-    SelectionInputs,
-    select_subset,
-)
+from delift_core.select.selection import SelectionInputs, select_subset  # noqa: E402
 
 BUDGET = 0.3
 CORRUPT = ("swapped", "truncated", "refusal")
-WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
-GATES = (0.0, 0.2, 0.3, 0.4, 0.5)
+WEIGHTS = (0.0, 1.0)
+GATES = (0.3, 0.4, 0.5)
+SIDE_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)
+THRESHOLDS = (None, 0.95, 0.9, 0.85, 0.8)
+ROUND_1 = {"signal": "help_logprob", "weight": 0.0, "gate": 0.5, "side": 0.0, "threshold": None}
+SEED_BASE = {"val": 0, "test": 100, "test2": 200}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -191,55 +200,72 @@ def headline(bundle: Bundle, measured: dict[str, float]) -> tuple[str, float]:
 
 
 def choose(bundles: list[Bundle], seeds: list[int]) -> list[dict[str, Any]]:
-    """Grid over DELIFT-Q settings on validation. Rule, fixed before looking: a setting
-    qualifies when on every S1 pool it keeps at most half the bad rows of Random's mean and on
-    every S2/S3 pool it picks more good rows than Random's mean; qualifying settings rank by
-    the worst S1 ratio (bad kept / Random's), then by the mean S2/S3 gain over Random
-    (relative), then prefer smaller weight and gate. Returns every setting, best first."""
+    """Grid over DELIFT-Q settings on validation. Rule, fixed before the test2 run: a setting
+    qualifies when on every S1 pool it keeps at most half the bad rows of Random's mean, on every
+    S2/S3 pool it picks more good rows than Random's mean, and on the demo it keeps at most half
+    of Random's mean of `poor` rows and fewer `near-duplicate` rows than Random's mean;
+    qualifying settings rank by the worst S1 ratio (bad kept / Random's), then by the mean S2/S3
+    gain over Random (relative), then prefer fewer priors (smaller weight, side weight and gate;
+    no duplicate gate before a strict one). Returns every setting, best first."""
     randoms = {b.name: random_stats(b, seeds) for b in bundles}
     rows = []
-    for signal, weight, gate in itertools.product(
-        HIGHER_IS_BETTER + LOWER_IS_BETTER, WEIGHTS, GATES
+    for signal, weight, gate, side, threshold in itertools.product(
+        HIGHER_IS_BETTER + LOWER_IS_BETTER, WEIGHTS, GATES, SIDE_WEIGHTS, THRESHOLDS
     ):
-        ratios, gains = [], []
+        settings = {"signal": signal, "weight": weight, "gate": gate, "side": side,
+                    "threshold": threshold}  # fmt: skip
+        ratios, gains, demo_ok = [], [], True
         for b in bundles:
-            inputs = b.with_quality(signal)
-            m = b.measure(
-                select(b, "delift-q", inputs=inputs, quality_weight=weight, quality_gate=gate)
-            )
+            m = b.measure(select_q(b, settings))
+            rand = randoms[b.name]
+            if b.name == "demo":
+                demo_ok = (
+                    m["poor"] <= 0.5 * rand["poor"]["mean"]
+                    and m["near-duplicate"] < rand["near-duplicate"]["mean"]
+                )
+                continue
             key, value = headline(b, m)
-            base = randoms[b.name][key]["mean"]
+            base = rand[key]["mean"]
             if key == "bad":
                 ratios.append(value / base if base else float("inf"))
             else:
                 gains.append((value - base) / base if base else 0.0)
-        qualifies = all(r <= 0.5 for r in ratios) and all(g > 0 for g in gains)
+        qualifies = all(r <= 0.5 for r in ratios) and all(g > 0 for g in gains) and demo_ok
         rows.append({
-            "signal": signal, "weight": weight, "gate": gate, "qualifies": qualifies,
+            **settings, "qualifies": qualifies, "demo_ok": demo_ok,
             "worst_s1_ratio": max(ratios), "mean_s1_ratio": float(np.mean(ratios)),
             "mean_gain": float(np.mean(gains)), "min_gain": float(min(gains)),
         })  # fmt: skip
     rows.sort(
         key=lambda r: (
             not r["qualifies"], round(r["worst_s1_ratio"], 6), -round(r["mean_gain"], 6),
-            r["weight"], r["gate"],
+            r["weight"], r["side"], r["gate"], -(r["threshold"] or 2.0),
         )
     )  # fmt: skip
     return rows
 
 
-def compare(bundle: Bundle, seeds: list[int], signal: str, weight: float, gate: float) -> dict:
+def select_q(bundle: Bundle, settings: dict[str, Any]) -> np.ndarray:
+    """DELIFT-Q's subset with the given settings (signal, weight, gate, side, threshold)."""
+    return select(
+        bundle, "delift-q", inputs=bundle.with_quality(settings["signal"]),
+        quality_weight=settings["weight"], quality_gate=settings["gate"],
+        side_weight=settings["side"], duplicate_threshold=settings["threshold"],
+    )  # fmt: skip
+
+
+def compare(bundle: Bundle, seeds: list[int], settings: dict[str, Any]) -> dict:
     rand = random_stats(bundle, seeds)
     out: dict[str, Any] = {"random": rand, "n": bundle.n, "count": bundle.count}
     timings = {}
-    for method, kwargs in (
-        ("delift", {}),
-        ("delift-se", {}),
-        ("delift-q", {"inputs": bundle.with_quality(signal), "quality_weight": weight,
-                      "quality_gate": gate}),
-    ):  # fmt: skip
+    for method, run in (
+        ("delift", lambda: select(bundle, "delift")),
+        ("delift-se", lambda: select(bundle, "delift-se")),
+        ("delift-q-r1", lambda: select_q(bundle, ROUND_1)),
+        ("delift-q", lambda: select_q(bundle, settings)),
+    ):
         started = time.perf_counter()
-        measured = bundle.measure(select(bundle, method, **kwargs))
+        measured = bundle.measure(run())
         timings[method] = time.perf_counter() - started
         out[method] = {
             k: {"value": v, "vs_random": paired(v, rand[k]["per_seed"])}
@@ -260,7 +286,7 @@ def print_tables(results: dict[str, Any]) -> None:
         r = res["random"]
         cells = [f"{r[k]['mean']:.1f} [{r[k]['low']:.0f}, {r[k]['high']:.0f}]" for k in keys]
         print(f"| Random ({len(r[keys[0]]['per_seed'])} seeds) | " + " | ".join(cells) + " |")
-        for method in ("delift", "delift-se", "delift-q"):
+        for method in ("delift", "delift-se", "delift-q-r1", "delift-q"):
             m = res[method]
             cells = [
                 f"{m[k]['value']:.0f} ({m[k]['vs_random']['mean']:+.1f}"
@@ -280,21 +306,24 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(
             f"no bundles in {folder}; run bench/quality_scoring.py --split {args.split}"
         )
-    # Validation and test use different random seeds as well as different rows.
-    seeds = list(range(args.seeds)) if args.split == "val" else list(range(100, 100 + args.seeds))
+    # Each split has its own random seeds as well as its own rows.
+    seeds = list(range(SEED_BASE[args.split], SEED_BASE[args.split] + args.seeds))
     results: dict[str, Any] = {"split": args.split, "budget": BUDGET, "seeds": seeds}
     if args.split == "val":
-        grid = choose([b for b in bundles if b.name != "demo"], seeds)
+        grid = choose(bundles, seeds)
         results["grid"] = grid
-        best = grid[0]
-        signal, weight, gate = best["signal"], best["weight"], best["gate"]
-        print("best settings on validation:", json.dumps(best))
+        settings = {k: grid[0][k] for k in ROUND_1}
+        print("best settings on validation:", json.dumps(grid[0]))
         for row in grid[:10]:
             print(json.dumps(row))
     else:
-        signal, weight, gate = DEFAULT_SIGNAL, DEFAULT_QUALITY_WEIGHT, DEFAULT_QUALITY_GATE
-    results["settings"] = {"signal": signal, "weight": weight, "gate": gate}
-    results["scenarios"] = {b.name: compare(b, seeds, signal, weight, gate) for b in bundles}
+        settings = {
+            "signal": DEFAULT_SIGNAL, "weight": DEFAULT_QUALITY_WEIGHT,
+            "gate": DEFAULT_QUALITY_GATE, "side": DEFAULT_SIDE_WEIGHT,
+            "threshold": DEFAULT_DUPLICATE_THRESHOLD,
+        }  # fmt: skip
+    results["settings"] = settings
+    results["scenarios"] = {b.name: compare(b, seeds, settings) for b in bundles}
     print_tables(results)
     out = Path(args.out or REPO / "docs" / f"quality_{args.split}.json")
     out.write_text(json.dumps(results, indent=1))

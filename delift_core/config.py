@@ -29,8 +29,10 @@ STAGES: tuple[str, ...] = ("instruction", "task", "continual")
 # validation scenarios and reported on test ones (docs/quality.md).
 DEFAULT_METHOD = "delift-q"
 DEFAULT_QUALITY_WEIGHT = 0.0
-DEFAULT_QUALITY_GATE = 0.5
-DEFAULT_QUALITY_SIGNAL = "help_logprob"
+DEFAULT_QUALITY_GATE = 0.4
+DEFAULT_QUALITY_SIGNAL = "ifd_logprob"
+DEFAULT_SIDE_WEIGHT = 2.0
+DEFAULT_DUPLICATE_THRESHOLD: float | None = None
 QUALITY_SIGNALS: tuple[str, ...] = ("help_logprob", "help_rms", "ifd_logprob", "ifd_rms")
 MODES: tuple[str, ...] = ("exact", "sparse")
 KERNELS: tuple[str, ...] = ("minmax", "clip")
@@ -132,8 +134,9 @@ class SelectionConfig:
     budget: a fraction in (0, 1] of the pool, or a whole count >= 1 given as an int.
     kernel: how raw utility becomes a similarity in [0, 1].
     metric: which utility: "rms" (distance form, default) or "logprob" (KL form).
-    quality_weight, quality_gate, quality_signal: the quality prior of method "delift-q"
-    (selection.py); the defaults were chosen on validation scenarios (docs/quality.md).
+    quality_weight, quality_gate, quality_signal, side_weight, duplicate_threshold: the priors of
+    method "delift-q" (select/selection.py); the defaults were chosen on validation scenarios
+    (docs/quality.md).
     """
 
     stage: Stage = "instruction"
@@ -145,6 +148,8 @@ class SelectionConfig:
     quality_weight: float = DEFAULT_QUALITY_WEIGHT
     quality_gate: float = DEFAULT_QUALITY_GATE
     quality_signal: str = DEFAULT_QUALITY_SIGNAL
+    side_weight: float = DEFAULT_SIDE_WEIGHT
+    duplicate_threshold: float | None = DEFAULT_DUPLICATE_THRESHOLD
 
     def __post_init__(self) -> None:
         _check_choice("stage", self.stage, STAGES)
@@ -168,6 +173,15 @@ class SelectionConfig:
                 f"quality gate must be a fraction in [0, 1); got {self.quality_gate!r}"
             )
         _check_choice("quality signal", self.quality_signal, QUALITY_SIGNALS)
+        if not isinstance(self.side_weight, (int, float)) or not (
+            0 <= self.side_weight < float("inf")
+        ):
+            raise ConfigError(f"side weight must be a number >= 0; got {self.side_weight!r}")
+        tau = self.duplicate_threshold
+        if tau is not None and (not isinstance(tau, (int, float)) or not 0 < tau <= 1):
+            raise ConfigError(
+                f"duplicate threshold must be a cosine in (0, 1], or off (None); got {tau!r}"
+            )
 
     def budget_count(self, n: int) -> int:
         """The number of samples to select from a pool of n: round(fraction * n) or the count."""

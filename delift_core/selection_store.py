@@ -39,7 +39,8 @@ class SavedSelection:
     method has none: random, full). pool / targets / existing: the stored descriptions of the
     input sets ({label, path, hash, rows, schema, spec}); model and scoring: how the stage was
     scored. fraction is None for a budget given as a number of samples. The quality prior
-    (quality_weight, quality_gate, quality_signal) is None in records saved before it existed.
+    (quality_weight, quality_gate, quality_signal) is None in records saved before it existed;
+    side_weight likewise, and duplicate_threshold is None when off or not recorded.
     """
 
     name: str
@@ -55,6 +56,8 @@ class SavedSelection:
     quality_weight: float | None = None
     quality_gate: float | None = None
     quality_signal: str | None = None
+    side_weight: float | None = None
+    duplicate_threshold: float | None = None
     fraction: float | None = None
     pinned_ids: tuple[str, ...] = ()
     excluded_ids: tuple[str, ...] = ()
@@ -104,6 +107,8 @@ class SavedSelection:
             "quality_weight": self.quality_weight,
             "quality_gate": self.quality_gate,
             "quality_signal": self.quality_signal,
+            "side_weight": self.side_weight,
+            "duplicate_threshold": self.duplicate_threshold,
             "fraction": self.fraction,
             "count": self.count,
             "pinned_ids": list(self.pinned_ids),
@@ -169,6 +174,8 @@ class SavedSelection:
             quality_weight=record.get("quality_weight"),
             quality_gate=record.get("quality_gate"),
             quality_signal=record.get("quality_signal"),
+            side_weight=record.get("side_weight"),
+            duplicate_threshold=record.get("duplicate_threshold"),
             fraction=record.get("fraction"),
             # Selections saved before pinning existed have neither.
             pinned_ids=tuple(record.get("pinned_ids") or ()),

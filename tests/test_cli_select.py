@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 from delift_core.cli import main
-from delift_core.config import parse_budget
+from delift_core.config import (
+    DEFAULT_DUPLICATE_THRESHOLD,
+    DEFAULT_QUALITY_SIGNAL,
+    DEFAULT_SIDE_WEIGHT,
+    parse_budget,
+)
 from delift_core.errors import ConfigError
 from delift_core.testing import build_tiny_lm
 
@@ -86,7 +91,28 @@ def test_default_method_is_delift_q_with_its_prior(env, tmp_path):
     manifest = json.loads((tmp_path / "subset.manifest.json").read_text())
     assert manifest["selection"]["method"] == "delift-q"
     assert manifest["selection"]["quality_gate"] == 0.5
-    assert manifest["selection"]["quality_signal"] == "help_logprob"
+    assert manifest["selection"]["quality_signal"] == DEFAULT_QUALITY_SIGNAL
+    assert manifest["selection"]["side_weight"] == DEFAULT_SIDE_WEIGHT
+    assert manifest["selection"]["duplicate_threshold"] == DEFAULT_DUPLICATE_THRESHOLD
+
+
+def test_priors_of_delift_q_reach_the_selection_and_the_manifest(env, tmp_path):
+    # Continual stage: the side prior needs every set's embeddings, computed here (exact mode).
+    picks = {}
+    for name, extra in (
+        ("off", ["--side-weight", "0", "--duplicate-threshold", "off"]),
+        ("on", ["--side-weight", "50", "--duplicate-threshold", "0.3"]),
+    ):
+        out = tmp_path / f"{name}.jsonl"
+        args = ["--stage", "continual", "--existing", str(env["existing"]), "--budget", "5"]
+        assert select(env, out, *args, "--quality-gate", "0", *extra) == 0
+        manifest = json.loads((tmp_path / f"{name}.manifest.json").read_text())
+        picks[name] = manifest["selected_ids"]
+        selection = manifest["selection"]
+        assert selection["side_weight"] == (0.0 if name == "off" else 50.0)
+        assert selection["duplicate_threshold"] == (None if name == "off" else 0.3)
+    # A prior that outweighs coverage changes the pick.
+    assert picks["off"] != picks["on"]
 
 
 def test_formats_and_reproducible_seed(env, tmp_path):
@@ -119,6 +145,8 @@ def test_formats_and_reproducible_seed(env, tmp_path):
         (["--method", "magic"], "unknown method"),
         (["--quality-gate", "1.5"], "quality gate"),
         (["--quality-weight", "-1"], "quality weight"),
+        (["--side-weight", "-1"], "side weight"),
+        (["--duplicate-threshold", "1.5"], "duplicate threshold"),
     ],
 )
 def test_bad_parameters_write_nothing(env, tmp_path, capsys, extra, message):

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from delift_core.coverage import row_coverage
+from delift_core.coverage import covers_best, row_coverage
 from delift_core.data.dataset import dataset_from_rows
 from delift_core.search import row_texts
 from ui import curation, why
@@ -208,6 +208,36 @@ def test_why_a_selected_sample_lists_whom_it_covers():
     assert lines[2].startswith(f"It covers best: {first} ")
     lines = _lines(0, curation.SELECTED)
     assert lines[1].startswith("No other sample has it as its best selected cover")
+
+
+def test_why_lists_the_rows_that_cover_it_best_selected_or_not():
+    # Row 2 is covered by 3 (0.82, selected) and 0 (0.70, selected); read from K's row 2.
+    covered = covers_best(K.T, 2, m=2)
+    assert covered == [(3, 0.82), (0, 0.7)]
+    lines = why.why_lines(
+        row_coverage(K, 2, ORDER[:2]),
+        RECORDS,
+        ORDER,
+        GAINS,
+        curation.DISCARDED,
+        value_name="help",
+        covered_best_by=covered,
+    )
+    third, first = RECORDS[3].id, RECORDS[0].id
+    assert lines[-1] == (
+        f'The rows that cover it best, selected or not: {third} ("Fix the grammar.") (0.82, '
+        f'rank 1); {first} ("What is the capital of France?") (0.70, rank 2).'
+    )
+    # Row 1 is covered best by 5, which is not selected at this budget, then by 3.
+    covered = covers_best(K.T, 1)
+    assert [j for j, _ in covered] == [5, 3]
+    lines = why.why_lines(
+        row_coverage(K, 1, ORDER[:2]), RECORDS, ORDER, GAINS, curation.DISCARDED,
+        covered_best_by=covered,
+    )  # fmt: skip
+    assert lines[0].startswith(f"Discarded: {third} ")  # the best *selected* cover
+    assert lines[-1].startswith(f"The rows that cover it best, selected or not: {RECORDS[5].id} ")
+    assert not any(line.startswith("The rows that cover") for line in _lines(1, "discarded"))
 
 
 def test_why_pinned_and_excluded_samples_say_the_curator_decided():

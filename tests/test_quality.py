@@ -163,9 +163,11 @@ def test_delift_q_equals_plain_greedy_with_prior_and_gate(stage, sparse):
         u_in = u
     inputs = SelectionInputs(n, u_pool=u_in, u_targets=uq, u_existing=up, quality=quality)
     weight, gate = 0.7, 0.25
+    # The side prior (embeddings) is off here: test_priors.py checks it.
     got = select_subset(
-        inputs, method="delift-q", stage=stage, quality_weight=weight, quality_gate=gate
-    )
+        inputs, method="delift-q", stage=stage, quality_weight=weight, quality_gate=gate,
+        side_weight=0.0,
+    )  # fmt: skip
     # The kernels (tested in test_kernels.py), densified: absent sparse entries are 0.
     blocks = [u_in] + ([uq] if stage == "task" else [up] if stage == "continual" else [])
     dense = [
@@ -226,7 +228,7 @@ def test_pinned_first_excluded_never_against_plain_greedy(method, stage):
     pinned, excluded = [7, 2], [4, 11, 15]
     got = select_subset(
         inputs, method=method, stage=stage, pinned=pinned, excluded=excluded,
-        quality_weight=0.5, quality_gate=0.2,
+        quality_weight=0.5, quality_gate=0.2, side_weight=0.0,  # side prior: test_priors.py
     )  # fmt: skip
     blocks = [u] + ([uq] if stage == "task" else [up] if stage == "continual" else [])
     kernels = utility_kernels(blocks, "minmax")

@@ -26,9 +26,11 @@ import numpy as np
 
 from delift_core.cache import UtilityCache
 from delift_core.config import (
+    DEFAULT_DUPLICATE_THRESHOLD,
     DEFAULT_QUALITY_GATE,
     DEFAULT_QUALITY_SIGNAL,
     DEFAULT_QUALITY_WEIGHT,
+    DEFAULT_SIDE_WEIGHT,
     SelectionConfig,
 )
 from delift_core.data.dataset import Dataset, hash_records, load_bytes, load_dataset
@@ -325,20 +327,25 @@ def full_selection(
     quality_signal: str = DEFAULT_QUALITY_SIGNAL,
     pinned: Sequence[int] = (),
     excluded: Sequence[int] = (),
+    side_weight: float = DEFAULT_SIDE_WEIGHT,
+    duplicate_threshold: float | None = DEFAULT_DUPLICATE_THRESHOLD,
 ) -> SelectionResult:
     """The complete greedy order of one method on a stage (every budget is a prefix of it).
 
-    quality_weight, quality_gate and quality_signal set delift-q's quality prior; the other
-    methods ignore them. pinned / excluded: pool indices picked first / never picked
-    (run_selection); the order then covers the samples not excluded. Raises ConfigError when
-    delift-q meets a stage scored without answer scores (older versions), with the fix, or
-    when an index is both pinned and excluded.
+    quality_weight, quality_gate and quality_signal set delift-q's quality prior, side_weight
+    and duplicate_threshold (None = off) its priors from sentence embeddings; the other methods
+    ignore them. pinned / excluded: pool indices picked first / never picked (run_selection);
+    the order then covers the samples not excluded. Raises ConfigError when delift-q meets a
+    stage scored without answer scores (older versions), with the fix; when delift-se, or
+    delift-q's embedding priors, need embeddings the map job has not stored yet; or when an
+    index is both pinned and excluded.
     """
     # Pins are picked greedily among themselves, so their order does not matter: sorted, the
     # same curation shares one memo entry however it was entered.
     pins, outs = tuple(sorted({int(i) for i in pinned})), tuple(sorted({int(i) for i in excluded}))
-    # The quality settings only change delift-q's order: other methods share one memo entry.
-    prior = (float(quality_weight), float(quality_gate), quality_signal)
+    tau = None if duplicate_threshold is None else float(duplicate_threshold)
+    # The priors only change delift-q's order: other methods share one memo entry.
+    prior = (float(quality_weight), float(quality_gate), quality_signal, float(side_weight), tau)
     memo = (str(cache.path), key, method, stage, kernel, metric, seed, pins, outs)
     memo += prior if method == "delift-q" else ()
     with _lock:
@@ -358,9 +365,12 @@ def full_selection(
         )
     if method == "delift-q" and utilities.answers is None:
         raise ConfigError(f"delift-q needs quality signals, but {RESCORE_HINT}")
+    if method == "delift-q":
+        _check_prior_embeddings(stage, embeddings, float(side_weight), tau)
     selection = SelectionConfig(
         stage=stage, method=method, kernel=kernel, metric=metric, seed=seed,
         quality_weight=quality_weight, quality_gate=quality_gate, quality_signal=quality_signal,
+        side_weight=side_weight, duplicate_threshold=tau,
     )  # fmt: skip
     inputs = selection_inputs(utilities, metric, quality_signal=quality_signal, **embeddings)
     result = run_selection(inputs, selection, pinned=pins, excluded=outs, whole_order=True)
@@ -369,6 +379,26 @@ def full_selection(
         while len(_selections) > 32:
             _selections.popitem(last=False)
     return result
+
+
+def _check_prior_embeddings(
+    stage: str, embeddings: dict[str, np.ndarray | None], side_weight: float, tau: float | None
+) -> None:
+    """ConfigError, saying they are on their way, when delift-q's side prior (task and continual
+    stages) or near-duplicate gate needs sentence embeddings the map job has not stored yet."""
+    side = {"task": "emb_targets", "continual": "emb_existing"}.get(stage)
+    uses_side = side_weight > 0 and side is not None
+    needed = ["emb_pool"] if uses_side or tau is not None else []
+    needed += [side] if uses_side else []
+    if any(embeddings.get(name) is None for name in needed):
+        uses = (("side weight", uses_side), ("near-duplicate gate", tau is not None))
+        parts = [part for part, on in uses if on]
+        verb = "need" if len(parts) > 1 else "needs"
+        raise ConfigError(
+            f"delift-q's {' and '.join(parts)} {verb} sentence embeddings, which are still being "
+            "computed; try again when the map has appeared, or set the side weight to 0 and "
+            "untick Gate near-duplicates"
+        )
 
 
 # -- saved selections (stored per workspace: ui.workspaces) --------------------------------

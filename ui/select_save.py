@@ -50,6 +50,8 @@ def save_section(
             quality_weight=settings.quality_weight,
             quality_gate=settings.quality_gate,
             quality_signal=settings.quality_signal,
+            side_weight=settings.side_weight,
+            duplicate_threshold=settings.duplicate_threshold,
             fraction=settings.fraction,
             indices=shown.chosen,
             gains=gains,

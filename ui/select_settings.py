@@ -1,5 +1,5 @@
 """Select page, top: which scores to select from, and the settings of the selection (stage,
-method, kernel, the quality prior, the budget)."""
+method, kernel, delift-q's priors, the budget)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import streamlit as st
 
 from delift_core.cache import UtilityCache
 from delift_core.config import (
+    DEFAULT_DUPLICATE_THRESHOLD,
     DEFAULT_METHOD,
     DEFAULT_QUALITY_GATE,
     DEFAULT_QUALITY_SIGNAL,
     DEFAULT_QUALITY_WEIGHT,
+    DEFAULT_SIDE_WEIGHT,
     KERNELS,
     METRICS,
     QUALITY_SIGNALS,
@@ -55,6 +57,20 @@ SAME_IN_INSTRUCTION = (
     "task and continual stages, where delift uses FLMI with the targets or FLCG with the "
     "existing set and fl-only stays plain facility location."
 )
+SIDE_HELP = (
+    "How strongly delift-q prefers samples close to the targets (task stage) or new against "
+    "the existing set (continual stage), by sentence embeddings; 0 = off. Only the task and "
+    "continual stages use it: the instruction stage has no side set."
+)
+DUPLICATE_HELP = (
+    "Ticked, delift-q also picks last every sample whose sentence embedding is closer than this "
+    "cosine to a pool sample of higher quality: the better of two near-twins is kept."
+)
+# Where the cosine slider starts when the default is off (the gate then only applies once
+# ticked); the library's default wins when it sets one.
+DUPLICATE_SLIDER_START = 0.9
+DUPLICATE_KEY = "select_duplicate_gate"
+DUPLICATE_THRESHOLD_KEY = "select_duplicate_threshold"
 BUDGET_MODES = {"fraction": "fraction of the pool", "count": "number of samples"}
 COUNT_KEY = "select_budget_count"
 
@@ -83,6 +99,8 @@ class Settings:
     quality_signal: str
     budget: float | int
     budget_mode: str
+    side_weight: float = DEFAULT_SIDE_WEIGHT
+    duplicate_threshold: float | None = DEFAULT_DUPLICATE_THRESHOLD
 
     @property
     def fraction(self) -> float | None:
@@ -154,10 +172,14 @@ def settings_controls(meta: dict[str, Any], n: int) -> Settings:
     stage, method, kernel = _stage_method_kernel(meta)
     with st.expander("Advanced"):
         metric, seed, weight, gate, signal = _advanced(method)
+        side_weight, duplicate_threshold = _embedding_priors(method)
     if stage == "instruction" and method in ("delift", "fl-only"):
         st.caption(SAME_IN_INSTRUCTION)
     budget_mode, budget = _budget(n)
-    return Settings(stage, method, kernel, metric, seed, weight, gate, signal, budget, budget_mode)
+    return Settings(
+        stage, method, kernel, metric, seed, weight, gate, signal, budget, budget_mode,
+        side_weight, duplicate_threshold,
+    )  # fmt: skip
 
 
 def _stage_method_kernel(meta: dict[str, Any]) -> tuple[str, str, str]:
@@ -242,6 +264,51 @@ def _advanced(method: str) -> tuple[str, int, float, float, str]:
         help=SIGNAL_HELP + " Used by delift-q and by the quality score below.",
     )
     return metric, seed, quality_weight, quality_gate, quality_signal
+
+
+def _embedding_priors(method: str) -> tuple[float, float | None]:
+    """delift-q's priors from sentence embeddings: the side weight and the near-duplicate
+    threshold (None when the gate is off). The slider stays on the page (disabled) while the
+    gate is off, so that it keeps its value."""
+    e1, e2, e3 = st.columns(3)
+    not_q = method != "delift-q"
+    side_weight = float(
+        e1.number_input(
+            "Side weight (delift-q)",
+            min_value=0.0,
+            value=float(DEFAULT_SIDE_WEIGHT),
+            step=0.1,
+            key="select_side_weight",
+            disabled=not_q,
+            help=SIDE_HELP,
+        )
+    )
+    gate_on = e2.checkbox(
+        "Gate near-duplicates",
+        value=DEFAULT_DUPLICATE_THRESHOLD is not None,
+        key=DUPLICATE_KEY,
+        disabled=not_q,
+        help=DUPLICATE_HELP,
+    )
+    start = (
+        DUPLICATE_SLIDER_START
+        if DEFAULT_DUPLICATE_THRESHOLD is None
+        else DEFAULT_DUPLICATE_THRESHOLD
+    )
+    threshold = float(
+        e3.slider(
+            "Near-duplicate cosine (delift-q)",
+            0.01,
+            1.0,
+            float(start),
+            0.01,
+            key=DUPLICATE_THRESHOLD_KEY,
+            disabled=not_q or not gate_on,
+            format="%.2f",
+            help="Cosine similarity above which a sample counts as a near-duplicate.",
+        )
+    )
+    return side_weight, threshold if gate_on else None
 
 
 def _budget(n: int) -> tuple[str, float | int]:

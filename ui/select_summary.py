@@ -69,6 +69,8 @@ def full_order(
                 quality_weight=settings.quality_weight,
                 quality_gate=settings.quality_gate,
                 quality_signal=settings.quality_signal,
+                side_weight=settings.side_weight,
+                duplicate_threshold=settings.duplicate_threshold,
                 pinned=pins,
                 excluded=outs,
             )
@@ -113,7 +115,8 @@ def objective(scores: Scores, settings: Settings, shown: Shown) -> Objective:
     method, stage, result, count = settings.method, settings.stage, shown.result, shown.count
     if np.isfinite(result.objective[count - 1]):
         note = (
-            "For delift-q it includes the quality prior (weight × quality of each pick)."
+            "For delift-q it includes the priors (quality weight × quality and side weight × "
+            "side prior of each pick)."
             if method == "delift-q"
             else None
         )

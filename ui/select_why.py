@@ -1,7 +1,7 @@
-"""Select page: "Why" for one row. Its rank and gain, the rows it covers best, the selected row
-that covers it, its quality signals, in plain words (ui.why), from the same kernel the selection
-used: DELIFT's utility kernel of the stage for the utility methods, the sentence-embedding
-kernel for delift-se."""
+"""Select page: "Why" for one row. Its rank and gain, the rows it covers best, the rows that
+cover it best (and the selected one that does), its quality signals, in plain words (ui.why),
+from the same kernel the selection used: DELIFT's utility kernel of the stage for the utility
+methods, the sentence-embedding kernel for delift-se."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pandas as pd
 import scipy.sparse as sp
 import streamlit as st
 
-from delift_core.coverage import row_coverage
+from delift_core.coverage import covers_best, row_coverage
 from delift_core.errors import DeliftError
 from delift_core.select.kernels import embedding_kernel, sparse_embedding_kernel, utility_kernels
 from ui import layout, registry, why
@@ -102,6 +102,8 @@ def why_section(
         st.info(f"Cannot explain this selection yet: {layout.escape_md(exc)}")
         return
     coverage = row_coverage(kernel, i, shown.chosen)
+    # Row i of the kernel says how well each row covers i: the columns of its transpose.
+    covered = covers_best(kernel.T, i)
     signals = {}
     for name in ("quality score", *SIGNALS):
         if name in table.columns:
@@ -114,6 +116,7 @@ def why_section(
         shown.result.gains,
         status,
         value_name=value_name,
+        covered_best_by=covered,
         signals=signals,
     )
     with st.container(border=True, key="select_why_box"):

@@ -43,14 +43,17 @@ def why_lines(
     status: str,
     *,
     value_name: str = "similarity",
+    covered_best_by: Sequence[tuple[int, float]] = (),
     signals: Mapping[str, float] | None = None,
 ) -> list[str]:
     """Sentences explaining why sample `coverage.index` is where it is.
 
     order / gains: the full pick order and its gains; status: the sample's status at this
     budget (ui.curation.STATUSES); value_name: what a kernel value means to the reader
-    ("similarity" for embedding kernels, "help" for DELIFT's utility kernel); signals: its
-    quality signals by name, if known. The first sentence says the status and the main reason.
+    ("similarity" for embedding kernels, "help" for DELIFT's utility kernel); covered_best_by:
+    the rows, selected or not, that cover it best, (position, value) largest first (e.g.
+    `delift_core.coverage.covers_best` of the transposed kernel); signals: its quality signals
+    by name, if known. The first sentence says the status and the main reason.
     """
     n = len(records)
     i = coverage.index
@@ -107,6 +110,11 @@ def why_lines(
         )
     if coverage.covers:
         lines.append(f"It covers best: {_listed(coverage.covers, records, ranks)}.")
+    if covered_best_by:
+        lines.append(
+            "The rows that cover it best, selected or not: "
+            f"{_listed(covered_best_by, records, ranks)}."
+        )
     if signals:
         known = [f"{k} {v:.3g}" for k, v in signals.items() if np.isfinite(v)]
         if known:

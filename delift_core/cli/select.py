@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +23,12 @@ from delift_core.cli.common import (
 )
 from delift_core.cli.scoring import PoolQuality, compute_stage, embed_inputs
 from delift_core.config import (
+    DEFAULT_DUPLICATE_THRESHOLD,
     DEFAULT_METHOD,
     DEFAULT_QUALITY_GATE,
     DEFAULT_QUALITY_SIGNAL,
     DEFAULT_QUALITY_WEIGHT,
+    DEFAULT_SIDE_WEIGHT,
     QUALITY_SIGNALS,
     ScoringConfig,
     SelectionConfig,
@@ -65,6 +67,16 @@ def add_parser(subparsers: Any) -> None:
     select.add_argument(
         "--quality-signal", choices=list(QUALITY_SIGNALS), default=DEFAULT_QUALITY_SIGNAL,
         help=f"delift-q: the per-sample signal ranked (default {DEFAULT_QUALITY_SIGNAL})",
+    )  # fmt: skip
+    select.add_argument(
+        "--side-weight", type=float, default=DEFAULT_SIDE_WEIGHT,
+        help="delift-q, task and continual stages: weight of the prior for samples close to the"
+        f" targets / new to the existing data (default {DEFAULT_SIDE_WEIGHT}; 0 = off)",
+    )  # fmt: skip
+    select.add_argument(
+        "--duplicate-threshold", type=threshold_arg, default=DEFAULT_DUPLICATE_THRESHOLD,
+        help="delift-q: cosine above which a sample with a better-quality twin in the pool is"
+        f" gated as a near-duplicate, or 'off' (default {_shown(DEFAULT_DUPLICATE_THRESHOLD)})",
     )  # fmt: skip
     select.add_argument(
         "--budget", type=budget_arg, default=0.3,
@@ -115,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
         stage=args.stage, method=args.method, budget=args.budget,
         kernel=args.kernel, metric=args.metric, seed=args.seed,
         quality_weight=args.quality_weight, quality_gate=args.quality_gate,
-        quality_signal=args.quality_signal,
+        quality_signal=args.quality_signal, side_weight=args.side_weight,
+        duplicate_threshold=args.duplicate_threshold,
     )  # fmt: skip
     export = ExportOptions(
         out=Path(args.out), format=args.format, overwrite=args.overwrite,
@@ -255,12 +268,16 @@ def selection_matrices(
         matrices = selection_inputs(
             stage.utilities, sel.metric, emb_pool=stage.emb_pool, quality_signal=sel.quality_signal
         )
+        emb_pool = stage.emb_pool
+        if sel.method == "delift-q" and uses_embeddings(sel):
+            # The priors need every set's embeddings (exact mode computes none; sparse mode the
+            # pool's, which the cache then returns).
+            arrays, _ = embed_inputs(inputs, models)
+            matrices, emb_pool = replace(matrices, **arrays), arrays["emb_pool"]
         quality = None
         if annotate and stage.utilities.answers is not None:
             # The score is the one selection used; the signals add the near-duplicate one.
-            signals = quality_signals(
-                stage.utilities.answers, stage.utilities.pool.rms, stage.emb_pool
-            )
+            signals = quality_signals(stage.utilities.answers, stage.utilities.pool.rms, emb_pool)
             quality = PoolQuality(signals, matrices.quality)
         return matrices, stage.info, quality
     n = len(inputs.pool)
@@ -268,6 +285,29 @@ def selection_matrices(
         arrays, info = embed_inputs(inputs, models)
         return SelectionInputs(n, **arrays), info, None
     return SelectionInputs(n), {}, None
+
+
+def uses_embeddings(sel: SelectionConfig) -> bool:
+    """Whether delift-q's settings call for sentence embeddings (side prior, duplicate gate)."""
+    return sel.duplicate_threshold is not None or (
+        sel.side_weight > 0 and sel.stage != "instruction"
+    )
+
+
+def threshold_arg(text: str) -> float | None:
+    """--duplicate-threshold: a cosine in (0, 1] or 'off'."""
+    if text.strip().lower() in ("off", "none"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a cosine in (0, 1] or 'off'; got {text!r}"
+        ) from None
+
+
+def _shown(threshold: float | None) -> str:
+    return "off" if threshold is None else str(threshold)
 
 
 def annotate(

@@ -143,7 +143,7 @@ def select_methods(
     embeddings: dict[str, np.ndarray | None] = {}
     if "delift-se" in methods or "delift-q" in methods:
         embeddings["emb_pool"] = embed(data.pool)
-    if "delift-se" in methods:
+    if "delift-se" in methods or "delift-q" in methods:  # delift-q: its side prior
         embeddings["emb_targets"] = embed(data.targets) if data.stage == "task" else None
         embeddings["emb_existing"] = embed(data.existing) if data.stage == "continual" else None
     inputs = SelectionInputs(n=n, **embeddings)

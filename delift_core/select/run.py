@@ -31,8 +31,8 @@ def run_selection(
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> SelectionResult:
-    """Select from `inputs` with the method, stage, kernel, seed and quality prior (weight,
-    gate) of `selection`. Its metric and quality signal are those the inputs were built with
+    """Select from `inputs` with the method, stage, kernel, seed and delift-q's priors (quality
+    weight and gate, side weight, duplicate threshold) of `selection`. Its metric and quality signal are those the inputs were built with
     (pipeline.selection_inputs).
 
     The result holds the budget's picks: config.selection_size of `selection.budget` (at most
@@ -62,6 +62,7 @@ def run_selection(
         inputs, method=selection.method, stage=selection.stage, kernel=selection.kernel,
         seed=selection.seed, max_budget=max_budget, quality_weight=selection.quality_weight,
         quality_gate=selection.quality_gate, pinned=pinned, excluded=excluded,
+        side_weight=selection.side_weight, duplicate_threshold=selection.duplicate_threshold,
     )  # fmt: skip
     _report(progress, result.size, result.size, started)
     return result

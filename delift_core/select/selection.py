@@ -30,8 +30,16 @@ model predict its own answer). With weight lambda and gate g it maximises
 where F_stage is delift's FL / FLMI / FLCG; the modular term keeps f monotone submodular, so the
 lazy greedy stays exact. The gate: samples with q_j < g (the lowest-quality fraction g of the
 pool) are picked only after every other sample, so a budget up to (1 - g) n never holds them.
-With lambda = 0 and g = 0 it is delift. Its defaults were chosen on validation scenarios and
-judged on test ones (docs/quality.md).
+With lambda = 0 and g = 0 it is delift. Two optional parts use sentence embeddings
+(`priors.py`):
+
+    f(A) = F_stage(A) + sum_{j in A} (lambda * q_j + nu * s_j)
+
+with s_j the side prior in [0, 1] (task: relevance to the targets; continual: novelty against
+the existing data; none in the instruction stage) and weight nu (`side_weight`); and a
+near-duplicate gate at cosine threshold tau (`duplicate_threshold`, None = off): a sample with a
+better-quality pool sample that close joins the gated samples. Its defaults were chosen on
+validation scenarios and judged on test ones (docs/quality.md).
 
 Objectives are those of submodlib-py 0.0.3 (eta = 1, privacy hardness = 1); see `greedy.py`.
 Every greedy method returns the full pick order up to `max_budget` (default: the whole pool),
@@ -57,7 +65,14 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
-from delift_core.config import DEFAULT_QUALITY_GATE, DEFAULT_QUALITY_WEIGHT, KERNELS, STAGES
+from delift_core.config import (
+    DEFAULT_DUPLICATE_THRESHOLD,
+    DEFAULT_QUALITY_GATE,
+    DEFAULT_QUALITY_WEIGHT,
+    DEFAULT_SIDE_WEIGHT,
+    KERNELS,
+    STAGES,
+)
 from delift_core.errors import ConfigError, ResourceError
 from delift_core.select.greedy import (
     Objective,
@@ -66,6 +81,7 @@ from delift_core.select.greedy import (
     maximize_with_submodlib,
 )
 from delift_core.select.kernels import embedding_kernel, sparse_embedding_kernel, utility_kernels
+from delift_core.select.priors import check_quality_options, near_duplicates, side_prior
 from delift_core.select.selection_types import Matrix, SelectionInputs, SelectionResult
 
 __all__ = [
@@ -208,9 +224,9 @@ def _greedy_result(
 
 @dataclass(frozen=True)
 class Options:
-    """Per-method settings: kernel and seed for all; quality_weight (lambda >= 0) and
-    quality_gate (g in [0, 1)) for delift-q; pinned (picked first) and excluded (never picked)
-    pool indices for all."""
+    """Per-method settings: kernel and seed for all; quality_weight (lambda >= 0),
+    quality_gate (g in [0, 1)), side_weight (nu >= 0) and duplicate_threshold (tau in (0, 1] or
+    None) for delift-q; pinned (picked first) and excluded (never picked) pool indices for all."""
 
     kernel: str = "minmax"
     seed: int = 0
@@ -218,6 +234,8 @@ class Options:
     quality_gate: float = DEFAULT_QUALITY_GATE
     pinned: tuple[int, ...] = ()
     excluded: tuple[int, ...] = ()
+    side_weight: float = DEFAULT_SIDE_WEIGHT
+    duplicate_threshold: float | None = DEFAULT_DUPLICATE_THRESHOLD
 
 
 def _quality_objective(inputs: SelectionInputs, stage: str, options: Options) -> Objective:
@@ -230,8 +248,31 @@ def _quality_objective(inputs: SelectionInputs, stage: str, options: Options) ->
     base = _utility_objective(inputs, stage, options.kernel, plain=False)
     q = np.asarray(inputs.quality, dtype=np.float64)
     gated = q < options.quality_gate
+    if options.duplicate_threshold is not None:
+        gated |= near_duplicates(_prior_embeddings(inputs, stage, side=False)[0], q,
+                                 options.duplicate_threshold)  # fmt: skip
+    bonus = options.quality_weight * q
+    if options.side_weight > 0 and stage != "instruction":
+        pool, side = _prior_embeddings(inputs, stage, side=True)
+        bonus = bonus + options.side_weight * side_prior(stage, pool, side)
     tiers = (np.flatnonzero(~gated), np.flatnonzero(gated)) if gated.any() else None
-    return Objective(base.name, base.data, base.side, options.quality_weight * q, tiers)
+    return Objective(base.name, base.data, base.side, bonus, tiers)
+
+
+def _prior_embeddings(
+    inputs: SelectionInputs, stage: str, side: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The pool's embeddings and (side=True) the stage's side set's, for delift-q's priors."""
+    hint = "embed them first, or set the side weight to 0 and the duplicate threshold off"
+    if inputs.emb_pool is None:
+        raise _missing(stage, "emb_pool (pool sentence embeddings) for delift-q's priors", hint)
+    if not side:
+        return inputs.emb_pool, None
+    other = inputs.emb_targets if stage == "task" else inputs.emb_existing
+    if other is None:
+        what = "emb_targets" if stage == "task" else "emb_existing"
+        raise _missing(stage, f"{what} (sentence embeddings) for delift-q's side prior", hint)
+    return inputs.emb_pool, other
 
 
 def _select_delift(
@@ -323,6 +364,8 @@ def select_subset(
     quality_gate: float = DEFAULT_QUALITY_GATE,
     pinned: Sequence[int] = (),
     excluded: Sequence[int] = (),
+    side_weight: float = DEFAULT_SIDE_WEIGHT,
+    duplicate_threshold: float | None = DEFAULT_DUPLICATE_THRESHOLD,
 ) -> SelectionResult:
     """Run one selection method and return its pick order up to max_budget (default: every
     sample not excluded).
@@ -333,8 +376,9 @@ def select_subset(
     "full" too).
 
     method: a key of METHODS; stage: "instruction", "task" or "continual"; kernel: "minmax" or
-    "clip" (utility kernels); seed: used by "random" only; quality_weight and quality_gate:
-    lambda and g of "delift-q" (module docstring), ignored by the others. engine: "numpy" (own exact lazy
+    "clip" (utility kernels); seed: used by "random" only; quality_weight, quality_gate,
+    side_weight and duplicate_threshold: lambda, g, nu and tau of "delift-q" (module
+    docstring), ignored by the others. engine: "numpy" (own exact lazy
     greedy, dense or sparse) or "submodlib" (its LazyGreedy; dense only) — both maximise the
     same objective and agree pick for pick except where gains tie.
     Raises ConfigError with the fix when the method, stage or inputs do not fit.
@@ -362,8 +406,11 @@ def select_subset(
             f"max_budget must be a whole number in 1..{available}"
             f"{' (samples not excluded)' if outs else ''}; got {budget!r}"
         )
-    options = Options(kernel, int(seed), float(quality_weight), float(quality_gate), pins, outs)
-    check_quality_options(options.quality_weight, options.quality_gate)
+    check_quality_options(quality_weight, quality_gate, side_weight, duplicate_threshold)
+    options = Options(
+        kernel, int(seed), float(quality_weight), float(quality_gate), pins, outs,
+        float(side_weight), None if duplicate_threshold is None else float(duplicate_threshold),
+    )  # fmt: skip
     return METHODS[method](inputs, stage, int(budget), engine, options)
 
 
@@ -374,14 +421,6 @@ def _check_indices(name: str, values: Sequence[int], n: int) -> tuple[int, ...]:
     if bad:
         raise ConfigError(f"{name} indices must be in 0..{n - 1}; got {bad[:5]}")
     return out
-
-
-def check_quality_options(weight: float, gate: float) -> None:
-    """ConfigError unless weight >= 0 and 0 <= gate < 1 (finite numbers)."""
-    if not np.isfinite(weight) or weight < 0:
-        raise ConfigError(f"quality weight must be a number >= 0; got {weight!r}")
-    if not np.isfinite(gate) or not 0 <= gate < 1:
-        raise ConfigError(f"quality gate must be a fraction in [0, 1); got {gate!r}")
 
 
 def objective_value(

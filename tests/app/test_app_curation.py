@@ -1,6 +1,7 @@
 """Select page, curating: colour the map by any column, search the texts (matches ringed on the
-map and listed in the linked table), filter the view or constrain the selection by the filter,
-read why a row is discarded, and reopen the same view from a link."""
+map and listed in the linked table), pin or exclude the points picked on the map, filter the view
+or constrain the selection by the filter, read why a row is discarded, and reopen the same view
+from a link."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import json
 
 import numpy as np
 from apptools import assert_clean, demo_handle, frame, messages, page, score, services, with_data
-from test_app_select import _array, _delift_order, _figure
+from test_app_select import _array, _delift_order, _figure, _pick_on_map
 
-from delift_core.coverage import best_cover
+from delift_core.coverage import best_cover, covers_best
 from delift_core.embeddings import record_text
 from delift_core.pipeline import load_stage
 from delift_core.search import search_rows
@@ -112,6 +113,42 @@ def test_search_rings_the_matches_on_the_map_lists_them_and_pins_them():
     assert not any("length" in d.value.columns for d in at.dataframe)
 
 
+def test_points_picked_on_the_map_are_pinned_or_excluded_by_its_buttons():
+    pool = demo_handle(N)
+    key = score(pool, with_map=True)
+    at = _select_page(pool)
+    _pick_on_map(at, [1, 2])
+    assert_clean(at)
+    at.button(key="select_pin_picked").click().run()
+    assert_clean(at)
+    assert at.multiselect(key="select_pinned").value == [IDS[1], IDS[2]]
+
+    # A new pick replaces the last one; excluding a pinned sample moves it to the exclusions.
+    _pick_on_map(at, [2, 5])
+    at.button(key="select_exclude_picked").click().run()
+    assert_clean(at)
+    assert at.multiselect(key="select_pinned").value == [IDS[1]]
+    assert at.multiselect(key="select_excluded").value == [IDS[2], IDS[5]]
+    selected = next(m for m in at.metric if m.label == "Selected")
+    assert selected.delta == "1 pinned · 2 excluded"
+    traces = _figure(at, "select_map")["data"]
+    marks = {t["name"].split(" ")[0]: sorted(_array(t["customdata"]).tolist()) for t in traces}
+    assert marks["pinned"] == [1] and marks["excluded"] == [2, 5]
+    # The picks stay linked, now excluded; the saved selection is the greedy with that pin and
+    # those exclusions (4 = 30% of 12).
+    linked = _linked(at).set_index("id")
+    assert linked.loc[[IDS[2], IDS[5]], "status"].tolist() == ["excluded", "excluded"]
+    at.text_input(key="select_name").set_value("picked").run()
+    at.button(key="select_save").click().run()
+    assert_clean(at)
+    cache, _ = services()
+    indices, meta = registry.load_selection(cache, "picked")
+    expected = _delift_order(key, N, pinned=[1], excluded=[2, 5])
+    np.testing.assert_array_equal(indices, expected[:4])
+    assert indices[0] == 1 and not {2, 5} & set(indices.tolist())
+    assert meta["pinned_ids"] == [IDS[1]] and meta["excluded_ids"] == [IDS[2], IDS[5]]
+
+
 def test_a_filter_hides_rows_and_as_a_constraint_excludes_them_from_the_selection():
     pool = demo_handle(N)
     key = score(pool, with_map=True)
@@ -169,6 +206,12 @@ def test_why_names_the_selected_row_that_covers_a_discarded_one():
     assert f"covers it with help {value:.2f}" in first
     rank = int(np.flatnonzero(order == row)[0]) + 1
     assert f"It comes at rank {rank} of the pick order" in "\n".join(lines)
+    # The rows that cover it best, selected or not, from the kernel's row.
+    best_by, best_value = covers_best(kernel.T, row)[0]
+    covered = next(t for t in lines if t.startswith("The rows that cover it best"))
+    prefix = f"The rows that cover it best, selected or not: {IDS[best_by]} ("
+    assert covered.startswith(prefix), covered
+    assert f"({best_value:.2f}" in covered
 
 
 def test_a_link_reopens_the_same_view_and_the_view_is_written_back():

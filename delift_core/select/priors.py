@@ -1,0 +1,137 @@
+"""Per-sample priors of method "delift-q" computed from sentence embeddings (unit norm).
+
+- Side prior (task and continual stages): how much a pool sample belongs with the side set
+  rather than with the rest of the pool. With `near(x, S)` the mean cosine of x's k nearest
+  rows of S (x itself left out),
+
+      novelty_j   = near(j, pool) - near(j, existing)     (continual: new to the model)
+      relevance_j = near(j, targets) - near(j, pool)      (task: close to what is asked)
+
+  and the prior is the sample's rank by it within the pool, in [0, 1]. A difference of
+  neighbourhood densities rather than a plain distance: a sample of a diverse domain that the
+  existing data already covers is far from its nearest existing row *and* from its nearest pool
+  rows, so only the difference tells it from a sample of a domain the existing data lacks.
+- Near-duplicate gate: sample i is a near-duplicate when another pool sample j with a higher
+  quality score (ties: the lower index) has cos(e_i, e_j) > threshold. Pairwise, not a chain:
+  i is gated whenever a better sample is that close, whether or not that sample is gated itself.
+
+Both compare every pool row with every other in blocks: O(n^2 d) time, O(block * n) memory.
+`check_quality_options` checks all of delift-q's settings.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import rankdata
+
+from delift_core.config import DEFAULT_DUPLICATE_THRESHOLD, DEFAULT_SIDE_WEIGHT
+from delift_core.errors import ConfigError
+
+DEFAULT_NEIGHBOURS = 5
+_BLOCK = 1024
+
+
+def _unit(name: str, emb: np.ndarray) -> np.ndarray:
+    arr = np.asarray(emb, dtype=np.float32)
+    if arr.ndim != 2 or arr.shape[0] == 0:
+        raise ConfigError(f"{name} must be a non-empty (rows, dim) array; got shape {arr.shape}")
+    return arr
+
+
+def mean_nearest(
+    emb: np.ndarray, side: np.ndarray, k: int = DEFAULT_NEIGHBOURS, same: bool = False
+) -> np.ndarray:
+    """Mean cosine of each row of `emb` to its k nearest rows of `side` (k capped at the rows
+    there are); same=True when `side` is `emb` itself, whose own row is then left out
+    (-1 for a single-row set). float64 (n,)."""
+    emb, side = _unit("embeddings", emb), _unit("side embeddings", side)
+    available = side.shape[0] - (1 if same else 0)
+    out = np.full(emb.shape[0], -1.0)
+    if available < 1:
+        return out
+    k = min(k, available)
+    for start in range(0, emb.shape[0], _BLOCK):
+        sims = emb[start : start + _BLOCK] @ side.T
+        if same:
+            rows = np.arange(sims.shape[0])
+            sims[rows, rows + start] = -np.inf
+        top = np.partition(sims, sims.shape[1] - k, axis=1)[:, -k:]
+        out[start : start + _BLOCK] = top.mean(axis=1)
+    return out
+
+
+def rank_unit(values: np.ndarray) -> np.ndarray:
+    """Each value's rank within the array scaled to [0, 1] (ties share their mean rank; one
+    value gets 1). float64 (n,)."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) == 1:
+        return np.ones(1)
+    return (rankdata(values, method="average") - 1.0) / (len(values) - 1)
+
+
+def side_prior(
+    stage: str,
+    emb_pool: np.ndarray,
+    emb_side: np.ndarray,
+    k: int = DEFAULT_NEIGHBOURS,
+) -> np.ndarray:
+    """The side prior of the module docstring for `stage` ("task": relevance to the targets
+    `emb_side`; "continual": novelty against the existing data `emb_side`), in [0, 1] (n,)."""
+    if emb_pool.shape[1] != emb_side.shape[1]:
+        raise ConfigError(
+            f"pool and side embeddings differ in width: {emb_pool.shape[1]} vs {emb_side.shape[1]}"
+        )
+    in_pool = mean_nearest(emb_pool, emb_pool, k, same=True)
+    in_side = mean_nearest(emb_pool, emb_side, k)
+    if stage == "task":
+        return rank_unit(in_side - in_pool)
+    if stage == "continual":
+        return rank_unit(in_pool - in_side)
+    raise ConfigError(f"the side prior needs stage 'task' or 'continual'; got {stage!r}")
+
+
+def near_duplicates(emb_pool: np.ndarray, quality: np.ndarray, threshold: float) -> np.ndarray:
+    """Bool (n,): the samples gated as near-duplicates (module docstring) at cosine `threshold`."""
+    emb = _unit("pool embeddings", emb_pool)
+    q = np.asarray(quality, dtype=np.float64)
+    n = emb.shape[0]
+    if q.shape != (n,):
+        raise ConfigError(f"quality has shape {q.shape}; expected ({n},)")
+    # better[i, j]: j outranks i (higher quality, or equal quality and a lower index).
+    index = np.arange(n)
+    gated = np.zeros(n, dtype=bool)
+    for start in range(0, n, _BLOCK):
+        rows = index[start : start + _BLOCK]
+        sims = emb[rows] @ emb.T
+        sims[np.arange(len(rows)), rows] = -np.inf
+        better = (q[None, :] > q[rows, None]) | (
+            (q[None, :] == q[rows, None]) & (index[None, :] < rows[:, None])
+        )
+        gated[rows] = ((sims > threshold) & better).any(axis=1)
+    return gated
+
+
+def check_quality_options(
+    weight: float,
+    gate: float,
+    side_weight: float = DEFAULT_SIDE_WEIGHT,
+    duplicate_threshold: float | None = DEFAULT_DUPLICATE_THRESHOLD,
+) -> None:
+    """ConfigError unless weight >= 0, 0 <= gate < 1, side_weight >= 0 (finite numbers) and
+    duplicate_threshold is None or in (0, 1]."""
+    for name, value in (("quality weight", weight), ("side weight", side_weight)):
+        if not _is_number(value) or not np.isfinite(value) or value < 0:
+            raise ConfigError(f"{name} must be a number >= 0; got {value!r}")
+    if not _is_number(gate) or not np.isfinite(gate) or not 0 <= gate < 1:
+        raise ConfigError(f"quality gate must be a fraction in [0, 1); got {gate!r}")
+    if duplicate_threshold is not None and (
+        not _is_number(duplicate_threshold) or not 0 < duplicate_threshold <= 1
+    ):
+        raise ConfigError(
+            "duplicate threshold must be a cosine in (0, 1], or off (None);"
+            f" got {duplicate_threshold!r}"
+        )
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
