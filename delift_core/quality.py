@@ -43,7 +43,6 @@ from delift_core.config import DEFAULT_QUALITY_SIGNAL, ScoringConfig
 from delift_core.errors import ConfigError
 from delift_core.models import LanguageModel
 from delift_core.prompts import TextPair, no_example_text
-from delift_core.scoring import plan_batches, score_rows
 from delift_core.utility import CancelFn, ProgressFn, RunTracker
 
 log = logging.getLogger(__name__)
@@ -126,6 +125,9 @@ def score_answers(
     Rows already in the cache (the prompt rows of a finished utility run, for instance) are
     read, not recomputed. Raises CancelledError when should_cancel() turns true between batches.
     """
+    # Imported here: scoring imports torch, which `delift --help` and the parsers do not need.
+    from delift_core.scoring import plan_batches, score_rows
+
     config = config or ScoringConfig()
     if not records:
         raise ConfigError("quality signals need at least one record")

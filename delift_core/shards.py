@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from delift_core.batching import score_missing
 from delift_core.config import ScoringConfig
 from delift_core.models import LanguageModel
 from delift_core.prompts import PromptPlan, TextPair
-from delift_core.utility import StoreSink, score_missing
+from delift_core.utility import StoreSink
 
 
 @dataclass(frozen=True)

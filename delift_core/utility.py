@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from delift_core.batching import score_missing
 from delift_core.cache import UtilityCache, scope_key
 from delift_core.config import ScoringConfig
 from delift_core.errors import CancelledError, ConfigError
@@ -343,6 +342,9 @@ def compute_utility(
     CancelledError when should_cancel() turns true (checked between batches); rows finished by
     then are in the cache.
     """
+    # Imported here: batching imports scoring and so torch, which the light users of this
+    # module (progress types, the run driver's helpers, the CLI's parsers) do not need.
+    from delift_core.batching import score_missing
 
     def score_here(plan, config, work, missing_base, missing_pairs, sink) -> None:
         score_missing(

@@ -1,5 +1,6 @@
 """Importing the library changes nothing in the process: no environment variables set
-(beyond what the third-party packages it imports set themselves)."""
+(beyond what the third-party packages it imports set themselves), and the `delift` command's
+parser and help load no heavy package."""
 
 from __future__ import annotations
 
@@ -42,3 +43,32 @@ def test_importing_the_library_leaves_the_environment_alone():
     if lazy_loaded:
         changed, _ = _changed_variables([*THIRD_PARTY, LAZY])
     assert changed == []
+
+
+# Packages that take seconds to import: the `delift` parser and its --help need none of them
+# (each command imports what it runs when it runs).
+HEAVY = ["torch", "transformers", "sentence_transformers", "ray", "streamlit"]
+HELP_ARGV = [["--help"], ["score", "--help"], ["select", "--help"], ["eval", "--help"]]
+
+
+def test_the_cli_parser_and_its_help_import_no_heavy_package():
+    code = (
+        "import contextlib, io, json, sys\n"
+        "from delift_core.cli import build_parser\n"
+        "parser = build_parser()\n"
+        "helps = []\n"
+        f"for argv in {HELP_ARGV!r}:\n"
+        "    out = io.StringIO()\n"
+        "    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):\n"
+        "        parser.parse_args(argv)\n"
+        "    helps.append(out.getvalue())\n"
+        f"print(json.dumps([helps, sorted(m for m in {HEAVY!r} if m in sys.modules)]))\n"
+    )
+    env_free = {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env_free
+    )
+    helps, loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert [h.startswith("usage: delift") for h in helps] == [True] * len(HELP_ARGV)
+    assert "--side-weight" in helps[2]
+    assert loaded == [], f"importing delift_core.cli and printing its help imported {loaded}"

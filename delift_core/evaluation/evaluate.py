@@ -39,7 +39,6 @@ from delift_core.evaluation.metrics import (
 from delift_core.models import LanguageModel, embed_texts
 from delift_core.pipeline import Embedder
 from delift_core.prompts import TextPair, fill_template
-from delift_core.scoring import plan_batches, score_rows
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +201,9 @@ def score_answers(
     prompts[i]: prompt token ids; answers[i]: the gold output (scored as " " + output, at most
     max_answer_tokens tokens, plus the closing EOS).
     """
+    # Imported here: scoring imports torch, which `delift --help` and the parsers do not need.
+    from delift_core.scoring import plan_batches, score_rows
+
     eos = lm.eos_id
     out = np.full(len(prompts), np.nan)
     keys = [
@@ -261,6 +263,9 @@ def generate_answers(
     fast on a 2-core CPU (bench/generation.py). In fp32 each answer is the one its prompt gets
     alone (tests/test_evaluate.py); in bf16 (GPUs) padding can change a near-tied token.
     """
+    # Imported here: scoring imports torch, which `delift --help` and the parsers do not need.
+    from delift_core.scoring import plan_batches
+
     keys = [_key("gen", lm.model_id, config.hash, ids) for ids in prompts]
     answers: dict[str, str] = {}  # key -> answer, from the cache or generated here
     if cache is not None:
