@@ -141,6 +141,36 @@ def test_a_filter_as_a_hard_constraint_excludes_the_rest_but_never_a_pin():
         curation.excluded_by_filter(mask[:3], ids)
 
 
+def test_filters_on_several_columns_and_the_search_combine_into_one():
+    t = table()
+    by_family = RowFilter(categories={"family": ["qa", "math"]})
+    by_score = RowFilter(ranges={"score": (3, None)})
+    by_text = RowFilter(search="capital")
+    both = RowFilter.all_of([by_family, by_score, by_text])
+    assert both == RowFilter({"score": (3, None)}, {"family": ["qa", "math"]}, "capital")
+    expected = by_family.apply(t) & by_score.apply(t) & by_text.apply(t)
+    np.testing.assert_array_equal(both.apply(t), expected)
+    assert both.apply(t).tolist() == [True, False, False, False, False, False]
+    assert RowFilter.all_of([]) == RowFilter() and not RowFilter.all_of([RowFilter()]).active
+    assert RowFilter.all_of([by_text, RowFilter(search="capital")]).search == "capital"
+    with pytest.raises(ValueError, match="two filters on 'family'"):
+        RowFilter.all_of([by_family, RowFilter(categories={"family": ["code"]})])
+    with pytest.raises(ValueError, match="different texts"):
+        RowFilter.all_of([by_text, RowFilter(search="rome")])
+
+
+def test_row_scopes_list_the_selected_the_discarded_or_every_row():
+    t = table()  # selected 3, 0; pinned 5; excluded 4; discarded 1, 2
+    assert curation.scope_positions(t, "selected").tolist() == [0, 3, 5]
+    assert curation.scope_positions(t, "discarded").tolist() == [1, 2, 4]
+    assert curation.scope_positions(t, "all").tolist() == list(range(6))
+    assert set(curation.ROW_SCOPES) == {curation.PICKED, *curation.SCOPE_STATUSES}
+    # Positions of a slice of the table are pool positions.
+    assert curation.scope_positions(t.iloc[2:], "selected").tolist() == [3, 5]
+    with pytest.raises(ValueError, match="scope must be one of"):
+        curation.scope_positions(t, curation.PICKED)
+
+
 def test_linked_rows_put_the_curators_columns_first():
     t = table(quality=np.linspace(0, 1, 6), signals={"self_utility": np.arange(6.0)})
     rows = curation.linked_rows(t, [5, 0, 5, 99, -1], snippet=12)

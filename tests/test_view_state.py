@@ -14,6 +14,7 @@ ALLOWED = {
     "colour": ["selection", "family", "gain"],
     "size": ["length"],
     "count": range(1, 501),
+    "rows": ["picked", "selected", "discarded", "all"],
     "filter_columns": ["family", "length", "rank"],
 }
 FILTER = RowFilter({"length": (10, None)}, {"family": ["qa", "math"]}, "capital")
@@ -29,6 +30,7 @@ def test_a_view_survives_the_round_trip():
         "count": 40,  # not the budget in use: not written
         "colour": "family",
         "size": "length",
+        "rows": "discarded",
         "search": "  rain  ",
         "filter": FILTER,
         "constrain": True,
@@ -69,6 +71,7 @@ def test_bad_or_unknown_values_fall_back_to_the_defaults():
         "fraction": "1.5",
         "colour": "family",
         "size": "family",  # not a numeric column
+        "rows": "everything",  # not a scope of the linked table
         "search": "x" * 201,
         "filter": "{not json",
         "constrain": "maybe",
@@ -123,6 +126,17 @@ def test_filters_from_a_link_keep_only_known_columns():
         assert decode_view({"filter": value}, ALLOWED) == {}, value
     # Without a list of columns, any column is kept.
     assert decode_view(text, {})["filter"].columns == {"length", "score", "x"}
+
+
+def test_a_filter_that_keeps_only_the_search_matches_survives_a_link():
+    row_filter = RowFilter({"length": (10, 90)}, {"family": ["qa"]}, "capital city")
+    params = encode_view({"search": "capital city", "filter": row_filter})
+    assert decode_view(params, ALLOWED)["filter"] == row_filter
+    # Restricted to known columns, the search stays: it names no column.
+    only_search = RowFilter({"score": (0, 1)}, search="rain")
+    assert decode_view(encode_view({"filter": only_search}), ALLOWED)["filter"] == RowFilter(
+        search="rain"
+    )
 
 
 def test_widget_values_map_view_keys_to_widget_keys():

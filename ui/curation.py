@@ -1,7 +1,8 @@
 """Curating the pool on the Select page, without Streamlit: the per-row table every view reads
 (status, rank, gain, quality, signals, text length, the pool's own fields, the texts), filters
 over it (`RowFilter`), the filter as a hard constraint on selection, and the linked table of the
-rows picked on the map or found by a search.
+rows picked on the map or found by a search, or of every selected, discarded or any row
+(`ROW_SCOPES`).
 
 The per-row table is indexed by pool position 0..n-1, so a mask over it is a mask over the pool
 and `table.index` of any slice gives pool positions back.
@@ -26,6 +27,15 @@ TEXT_COLUMNS = ("instruction", "input", "output")
 # The linked table's leading columns, in this order where present; the rest follow as they are.
 CURATOR_COLUMNS = ("id", "status", "rank", "gain", "quality score", "quality", *TEXT_COLUMNS)
 SNIPPET = 100  # characters of each text shown in the linked table
+# What the linked table lists: the rows picked on the map (or found by the search), or every
+# selected row (pinned too), every discarded row (excluded too), every row.
+PICKED = "picked"
+ROW_SCOPES = (PICKED, "selected", "discarded", "all")
+SCOPE_STATUSES = {
+    "selected": (SELECTED, PINNED),
+    "discarded": (DISCARDED, EXCLUDED),
+    "all": STATUSES,
+}
 
 
 def row_table(
@@ -147,6 +157,24 @@ class RowFilter:
     def columns(self) -> set[str]:
         return set(self.ranges) | set(self.categories)
 
+    @classmethod
+    def all_of(cls, filters: Sequence[RowFilter]) -> RowFilter:
+        """One filter holding every condition of `filters` (each on its own columns). ValueError
+        when two name the same column or search for different texts."""
+        ranges: dict[str, tuple[float | None, float | None]] = {}
+        categories: dict[str, Collection[str]] = {}
+        searches = {(f.search, f.search_mode) for f in filters if f.search}
+        if len(searches) > 1:
+            raise ValueError("filters that search for different texts cannot be combined")
+        for one in filters:
+            clash = sorted(one.columns & (set(ranges) | set(categories)))
+            if clash:
+                raise ValueError(f"two filters on {', '.join(map(repr, clash))}")
+            ranges.update(one.ranges)
+            categories.update(one.categories)
+        search, mode = next(iter(searches), ("", "substring"))
+        return cls(ranges, categories, search, mode)
+
     def restrict(self, columns: Collection[str]) -> RowFilter:
         """This filter without the conditions on columns not in `columns` (e.g. a filter from a
         link, opened on data without those columns)."""
@@ -258,6 +286,16 @@ def excluded_by_filter(
     kept = np.asarray(list(keep), dtype=np.int64)
     out[kept[(kept >= 0) & (kept < len(ids))]] = False
     return [ids[i] for i in np.flatnonzero(out)]
+
+
+def scope_positions(table: pd.DataFrame, scope: str) -> np.ndarray:
+    """Pool positions (int64, ascending) of the rows of a status scope of the per-row table:
+    "selected" (pinned rows too), "discarded" (excluded rows too) or "all". ValueError for
+    another scope (PICKED rows come from the map, not the table)."""
+    if scope not in SCOPE_STATUSES:
+        raise ValueError(f"scope must be one of {', '.join(SCOPE_STATUSES)}; got {scope!r}")
+    inside = table["status"].isin(SCOPE_STATUSES[scope]).to_numpy(dtype=bool)
+    return table.index.to_numpy(dtype=np.int64)[inside]
 
 
 def linked_rows(

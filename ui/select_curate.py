@@ -1,8 +1,9 @@
 """Select page: curating the pool. The per-row columns a curator colours, filters and reads (the
 pool's fields, text length, the quality score and signals, then the selection's status, rank and
-gain), the search box (substring, or semantic with the loaded embedder), the filter (for the
-view, and optionally a hard constraint on the selection) and the linked table of the rows picked
-on the map or found by the search, with buttons that pin or exclude them."""
+gain), the search box (substring, or semantic with the loaded embedder), the filter on any
+columns and the text search (for the view, and optionally a hard constraint on the selection) and
+the linked table of the rows picked on the map or found by the search, or of every selected,
+discarded or any row, with buttons that pin or exclude them."""
 
 from __future__ import annotations
 
@@ -24,8 +25,20 @@ from ui.select_marks import EXCLUDE_KEY, PIN_KEY, PoolView
 from ui.select_settings import Scores
 
 SEARCH_KEY, SEMANTIC_KEY, TOP_K_KEY = "select_search", "select_search_semantic", "select_search_k"
-FILTER_COLUMN_KEY, CONSTRAIN_KEY = "select_filter_column", "select_filter_constrain"
-NO_FILTER = "(none)"
+FILTER_COLUMNS_KEY, CONSTRAIN_KEY = "select_filter_columns", "select_filter_constrain"
+KEEP_MATCHES_KEY = "select_filter_search"  # the filter keeps only the search's matches
+ROWS_KEY = "select_linked_rows"  # which rows the linked table lists (curation.ROW_SCOPES)
+SCOPE_LABELS = {
+    curation.PICKED: "picked on the map or found",
+    "selected": "selected",
+    "discarded": "discarded",
+    "all": "all",
+}
+SCOPE_WORDS = {  # the linked table's caption
+    "selected": "selected at this budget",
+    "discarded": "discarded at this budget",
+    "all": "the whole pool",
+}
 TEXTS_KEY = "select_search_texts"  # (pool hash, row_texts) kept between searches
 SELECTION_COLUMNS = ("rank", "gain")  # columns that depend on the selection (not filterable)
 HIDDEN = ("id", "status", *curation.TEXT_COLUMNS)  # not offered for colour or filter
@@ -128,32 +141,51 @@ class Filtered:
 def filter_section(
     view: PoolView, table: pd.DataFrame, names: Sequence[str], pins: Sequence[int]
 ) -> Filtered:
-    """The Filter expander: one column, a range for a numeric one or categories for the
-    others, and whether the filter constrains the selection (pins are never excluded)."""
+    """The Filter expander: conditions on any number of columns (a range for a numeric one,
+    categories for the others), optionally only the rows matching the search box's text
+    search, and whether the filter constrains the selection (pins are never excluded)."""
     keep_all = np.ones(len(view), dtype=bool)
     expander, note = st.expander("Filter"), st.container()  # the note: always one element
     with expander:
         st.caption(
-            "Show only the rows whose value lies in a range or is one of the chosen "
-            "categories: the map and the linked table follow. As a constraint, the rows left "
-            "out are excluded from the selection too (pinned rows stay)."
+            "Show only the rows whose values lie in the chosen ranges and categories (every "
+            "condition must hold) and, if ticked, that match the search: the map and the "
+            "linked table follow. As a constraint, the rows left out are excluded from the "
+            "selection too (pinned rows stay)."
         )
         f1, f2 = st.columns([1, 2])
-        if st.session_state.get(FILTER_COLUMN_KEY, NO_FILTER) not in (NO_FILTER, *names):
-            st.session_state[FILTER_COLUMN_KEY] = NO_FILTER
-        column = f1.selectbox("Filter by", [NO_FILTER, *names], key=FILTER_COLUMN_KEY)
-        row_filter = RowFilter()
-        if column != NO_FILTER:
-            row_filter = _condition(f2, table, column)
+        held = st.session_state.get(FILTER_COLUMNS_KEY)
+        if held is not None:  # columns of another pool, or from a link
+            known = [c for c in held if c in names]
+            if known != list(held):
+                st.session_state[FILTER_COLUMNS_KEY] = known
+        chosen = f1.multiselect(
+            "Filter by", names, key=FILTER_COLUMNS_KEY, placeholder="Choose columns"
+        )
+        conditions = [_condition(f2, table, column) for column in chosen]
+        # The search box is drawn above the map, after the selection this filter may constrain:
+        # its query (and mode) is read from its state, which holds what the curator typed.
+        query = str(st.session_state.get(SEARCH_KEY) or "").strip()
+        semantic = bool(st.session_state.get(SEMANTIC_KEY))
+        keep_matches = st.checkbox(
+            "Keep only the rows that match the search",
+            key=KEEP_MATCHES_KEY,
+            disabled=semantic,
+            help="The text search of the search box above the map, as one more condition. "
+            "Not for the semantic search: its matches are the nearest rows, not a condition.",
+        )
         constrain = st.checkbox(
             "Use the filter as a constraint on the selection",
             key=CONSTRAIN_KEY,
             help="Rows the filter leaves out are excluded from the ground set (pinned rows "
             "never are), so the selection picks only among the rows shown.",
         )
+    if keep_matches and not semantic and query:
+        conditions.append(RowFilter(search=query))
+    row_filter = RowFilter.all_of(conditions)
     if not row_filter.active:
         return Filtered(row_filter, keep_all, False, [])
-    mask = row_filter.apply(table)
+    mask = row_filter.apply(table, _texts(view.pool) if row_filter.search else None)
     outs: list[int] = []
     if constrain:
         left_out = curation.excluded_by_filter(mask, view.ids, keep=pins)
@@ -217,7 +249,8 @@ def search_box(scores: Scores, view: PoolView) -> tuple[str, np.ndarray]:
         "Search the texts",
         key=SEARCH_KEY,
         placeholder='words that must all occur; "a phrase" in quotes',
-        help="Matching rows are ringed on the map and listed in the linked table below.",
+        help="Matching rows are ringed on the map and listed in the linked table below; "
+        "the Filter can keep only them.",
     ).strip()
     semantic = s2.toggle(
         "Semantic",
@@ -258,28 +291,46 @@ def linked_section(
     matches: np.ndarray,
     filtered: Filtered,
 ) -> list[int]:
-    """The Linked rows section: the rows picked on the map, then the search matches (or, with
-    neither, the rows the filter keeps), within the filter; sortable, with buttons that pin or
-    exclude them. Returns their pool indices."""
+    """The Linked rows section: by default the rows picked on the map, then the search matches
+    (or, with neither, the rows the filter keeps); or every selected, discarded or any row,
+    narrowed to the search matches while there is a search. Always within the filter;
+    sortable, with buttons that pin or exclude them. Returns their pool indices."""
     st.subheader("Linked rows")
-    positions = [view.position[s] for s in picks] + [int(i) for i in matches]
-    what = []
-    if picks:
-        what.append(f"{len(picks):,} picked on the map")
-    if len(matches):
-        what.append(f"{len(matches):,} matching the search")
-    if not positions and filtered.row_filter.active:
-        positions = np.flatnonzero(filtered.mask).tolist()
-        what.append("the rows the filter keeps")
+    if st.session_state.get(ROWS_KEY, curation.PICKED) not in curation.ROW_SCOPES:
+        st.session_state[ROWS_KEY] = curation.PICKED
+    scope = st.radio(
+        "Rows",
+        curation.ROW_SCOPES,
+        key=ROWS_KEY,
+        format_func=SCOPE_LABELS.get,
+        horizontal=True,
+        help="Picked on the map or found: the points clicked, boxed or lassoed on the map and "
+        "the search's matches. Selected, discarded or all: those rows at this budget (pinned "
+        "rows are selected, excluded ones discarded), only the search's matches while there "
+        "is a search.",
+    )
+    if scope == curation.PICKED:
+        positions, what = _picked_or_found(view, picks, matches, filtered)
+        empty = "No rows linked yet: click, box or lasso points on the map, or search the texts."
+    else:
+        positions = curation.scope_positions(table, scope).tolist()
+        what = SCOPE_WORDS[scope]
+        empty = f"No {scope} rows" if scope != "all" else "No rows"
+        if str(st.session_state.get(SEARCH_KEY) or "").strip():
+            found = set(matches.tolist())
+            positions = [i for i in positions if i in found]
+            what += ", matching the search"
+            empty += " match the search"
+        if filtered.row_filter.active:
+            empty += " within the filter"
+        empty += "."
     positions = [i for i in dict.fromkeys(positions) if filtered.mask[i]]
     if not positions:
-        st.caption(
-            "No rows linked yet: click, box or lasso points on the map, or search the texts."
-        )
+        st.caption(empty)
         return []
     rows = curation.linked_rows(table, positions)
     st.caption(
-        f"{len(rows):,} row{'s' if len(rows) != 1 else ''} ({'; '.join(what)}"
+        f"{len(rows):,} row{'s' if len(rows) != 1 else ''} ({what}"
         + (", within the filter" if filtered.row_filter.active else "")
         + "). Click a column header to sort."
     )
@@ -308,3 +359,20 @@ def linked_section(
         args=(EXCLUDE_KEY, PIN_KEY, ids),
     )
     return [int(i) for i in rows.index]
+
+
+def _picked_or_found(
+    view: PoolView, picks: Sequence[str], matches: np.ndarray, filtered: Filtered
+) -> tuple[list[int], str]:
+    """The rows picked on the map, then the search matches; with neither, the rows the filter
+    keeps. Returns their pool indices and what they are, in words."""
+    positions = [view.position[s] for s in picks] + [int(i) for i in matches]
+    what = []
+    if picks:
+        what.append(f"{len(picks):,} picked on the map")
+    if len(matches):
+        what.append(f"{len(matches):,} matching the search")
+    if not positions and filtered.row_filter.active:
+        positions = np.flatnonzero(filtered.mask).tolist()
+        what.append("the rows the filter keeps")
+    return positions, "; ".join(what)

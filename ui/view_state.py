@@ -7,8 +7,10 @@ A view is a dict with any of these keys (VIEW_KEYS):
     fraction                  budget as a fraction of the pool, 0.01 to 1
     count                     budget as a number of samples, >= 1
     colour, size              the columns the map is coloured and sized by (text)
+    rows                      the linked table's rows (one of ui.curation.ROW_SCOPES)
     search                    the search box's query
-    filter                    a ui.curation.RowFilter
+    filter                    a ui.curation.RowFilter (its search: only the rows matching
+                              the search are kept)
     constrain                 bool: the filter is a hard constraint on selection
 
 `encode_view` and `decode_view` are pure; `read_view`, `write_view` and `restore_once` are the
@@ -27,7 +29,7 @@ import streamlit as st
 
 from ui.curation import RowFilter
 
-CHOICE_KEYS = ("stage", "method", "kernel", "colour", "size")
+CHOICE_KEYS = ("stage", "method", "kernel", "colour", "size", "rows")
 BUDGET_MODES = ("fraction", "count")
 VIEW_KEYS = (*CHOICE_KEYS, "budget_mode", "fraction", "count", "search", "filter", "constrain")
 # The query-string parameters written (budget_mode is implied by which budget is present).

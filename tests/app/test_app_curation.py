@@ -38,6 +38,15 @@ def _linked(at):
     return frame(at, "id", "status", "gain", "length")
 
 
+def _drawn(at) -> set[int]:
+    """The pool indices of the points the map draws (a hidden row has no coordinates)."""
+    drawn = set()
+    for trace in _figure(at, "select_map")["data"]:
+        x = np.asarray(_array(trace["x"]), dtype=float)
+        drawn |= {int(i) for i, v in zip(_array(trace["customdata"]), x, strict=True) if v == v}
+    return drawn
+
+
 def test_colour_by_a_categorical_or_numeric_column_and_size_by_one():
     n = 16  # more distinct lengths than a legend takes (map_colour.CONTINUOUS_ABOVE)
     pool = demo_handle(n)
@@ -160,16 +169,12 @@ def test_a_filter_hides_rows_and_as_a_constraint_excludes_them_from_the_selectio
     assert set(plain[:3].tolist()) - set(kept), "the plain selection must pick another family"
 
     at.slider(key="select_budget").set_value(0.25)
-    at.selectbox(key="select_filter_column").set_value("family").run()
+    at.multiselect(key="select_filter_columns").set_value(["family"]).run()
     at.multiselect(key="select_filter_values:family").set_value(["grammar"]).run()
     assert_clean(at)
     # For the view only: the selection is unchanged, the rows left out have no point.
     assert at.metric[0].value == f"3 of {N}" and not at.metric[0].delta
-    drawn = set()
-    for trace in _figure(at, "select_map")["data"]:
-        x = np.asarray(_array(trace["x"]), dtype=float)
-        drawn |= {int(i) for i, v in zip(_array(trace["customdata"]), x, strict=True) if v == v}
-    assert drawn == set(kept)
+    assert _drawn(at) == set(kept)
     assert set(_linked(at)["id"]) == {IDS[i] for i in kept}
 
     # As a constraint: the others leave the ground set, so the selection is the greedy on the rest.
@@ -236,7 +241,7 @@ def test_a_link_reopens_the_same_view_and_the_view_is_written_back():
     assert at.number_input(key="select_budget_count").value == 5
     assert at.selectbox(key="select_map_colour").value == "family"
     assert at.text_input(key="select_search").value == "sentence"
-    assert at.selectbox(key="select_filter_column").value == "family"
+    assert at.multiselect(key="select_filter_columns").value == ["family"]
     assert at.multiselect(key="select_filter_values:family").value == ["grammar"]
     assert at.checkbox(key="select_filter_constrain").value
     assert at.radio(key="select_stage").value == "instruction"
@@ -250,3 +255,179 @@ def test_a_link_reopens_the_same_view_and_the_view_is_written_back():
     assert at.query_params["colour"] == "length"
     # Later runs keep the curator's changes, not the link's.
     assert at.selectbox(key="select_map_colour").value == "length"
+
+
+def _plain_captions(at) -> list[str]:
+    """The captions as read on the page (without their Markdown escapes)."""
+    return [m.replace("\\", "") for m in messages(at.caption)]
+
+
+def _linked_ids(at) -> list[str]:
+    return list(_linked(at)["id"])
+
+
+def test_the_linked_table_lists_the_selected_the_discarded_or_all_rows():
+    pool = demo_handle(N)
+    key = score(pool, with_map=True)
+    at = _select_page(pool)
+    chosen = _delift_order(key, N)[:4]  # 30% of 12
+    selected = {IDS[i] for i in chosen}
+    matches = search_rows(_records(), "sentence").tolist()
+    assert matches and set(matches) - set(chosen.tolist()), "some match must be discarded"
+
+    rows = at.radio(key="select_linked_rows")
+    assert rows.value == "picked" and not any("length" in d.value.columns for d in at.dataframe)
+    rows.set_value("selected").run()
+    assert_clean(at)
+    assert set(_linked_ids(at)) == selected
+    assert set(_linked(at)["status"]) == {"selected"}
+    assert at.query_params["rows"] == "selected"
+    at.radio(key="select_linked_rows").set_value("discarded").run()
+    assert_clean(at)
+    assert set(_linked_ids(at)) == set(IDS) - selected
+    assert f"{N - 4} rows (discarded at this budget). Click a column header to sort." in messages(
+        at.caption
+    )
+    # The linked rows' buttons act on every row listed.
+    at.button(key="select_exclude_linked").click().run()
+    assert at.multiselect(key="select_excluded").value == [i for i in IDS if i not in selected]
+    at.multiselect(key="select_excluded").set_value([]).run()
+
+    # With a search, only the matches of the scope; with a filter, only the rows it keeps.
+    at.text_input(key="select_search").set_value("sentence").run()
+    assert_clean(at)
+    assert set(_linked_ids(at)) == {IDS[i] for i in matches} - selected
+    at.radio(key="select_linked_rows").set_value("all").run()
+    assert _linked_ids(at) == [IDS[i] for i in matches]  # pool order
+    at.multiselect(key="select_filter_columns").set_value(["quality"]).run()
+    at.multiselect(key="select_filter_values:quality").set_value(["poor"]).run()
+    assert_clean(at)
+    poor = [i for i, r in enumerate(_records()) if r.fields["quality"] == "poor"]
+    assert set(_linked_ids(at)) == {IDS[i] for i in matches if i in poor}
+    caption = f"{len(_linked_ids(at))} row"
+    assert any(
+        c.startswith(caption) and "(the whole pool, matching the search, within the filter)" in c
+        for c in messages(at.caption)
+    )
+
+    # Back to the map's picks: the default, so the link leaves it out.
+    at.radio(key="select_linked_rows").set_value("picked").run()
+    assert "rows" not in at.query_params
+
+
+def test_a_link_opens_the_linked_table_on_its_rows():
+    pool = demo_handle(N)
+    key = score(pool, with_map=True)
+    chosen = _delift_order(key, N)[:4]
+    at = with_data(page("3_Select.py"), pool=pool)
+    at.query_params.update({"method": "delift", "rows": "selected"})
+    at.run()
+    assert_clean(at)
+    assert at.radio(key="select_linked_rows").value == "selected"
+    assert set(_linked_ids(at)) == {IDS[i] for i in chosen}
+
+    # A scope no page offers is not taken.
+    at = with_data(page("3_Select.py"), pool=pool)
+    at.query_params["rows"] = "everything"
+    at.run()
+    assert_clean(at)
+    assert at.radio(key="select_linked_rows").value == "picked"
+
+
+def test_the_search_as_a_filter_hides_the_rest_and_as_a_constraint_excludes_it():
+    pool = demo_handle(N)
+    key = score(pool, with_map=True)
+    at = _select_page(pool)
+    matches = search_rows(_records(), "sentence").tolist()
+    others = [i for i in range(N) if i not in matches]
+    plain = _delift_order(key, N)
+    assert set(plain[:3].tolist()) & set(others), "the plain selection must pick a non-match"
+
+    at.slider(key="select_budget").set_value(0.25)
+    at.text_input(key="select_search").set_value("sentence").run()
+    assert _drawn(at) == set(range(N))  # a search alone rings, it hides nothing
+    at.checkbox(key="select_filter_search").check().run()
+    assert_clean(at)
+    assert _drawn(at) == set(matches)
+    assert at.metric[0].value == f"3 of {N}" and not at.metric[0].delta
+    shown = f'Filter text "sentence": {len(matches)} of {N} rows shown.'
+    assert shown in _plain_captions(at)
+    assert json.loads(at.query_params["filter"]) == {"search": "sentence"}
+
+    # As a constraint, like any filter: the rows that do not match leave the ground set.
+    at.checkbox(key="select_filter_constrain").check().run()
+    assert_clean(at)
+    assert at.metric[0].delta == f"{len(others)} excluded"
+    at.text_input(key="select_name").set_value("sentences").run()
+    at.button(key="select_save").click().run()
+    cache, _ = services()
+    indices, meta = registry.load_selection(cache, "sentences")
+    np.testing.assert_array_equal(indices, _delift_order(key, N, excluded=others)[:3])
+    assert meta["excluded_ids"] == [IDS[i] for i in others]
+
+    # Together with a column condition: both must hold.
+    at.multiselect(key="select_filter_columns").set_value(["family"]).run()
+    at.multiselect(key="select_filter_values:family").set_value(["summary"]).run()
+    assert_clean(at)
+    summaries = {i for i, r in enumerate(_records()) if r.fields["family"] == "summary"}
+    assert _drawn(at) == set(matches) & summaries
+    assert at.metric[0].delta == f"{N - len(set(matches) & summaries)} excluded"
+
+    # The semantic search is no condition: the box is off and the filter keeps its columns.
+    at.toggle(key="select_search_semantic").set_value(True).run()
+    assert_clean(at)
+    assert at.checkbox(key="select_filter_search").disabled
+    assert _drawn(at) == summaries
+
+
+def test_a_link_keeps_only_the_search_matches():
+    pool = demo_handle(N)
+    score(pool, with_map=True)
+    matches = search_rows(_records(), "sentence").tolist()
+    at = with_data(page("3_Select.py"), pool=pool)
+    at.query_params.update(
+        {"filter": json.dumps({"search": "sentence"}), "constrain": "1", "method": "delift"}
+    )
+    at.run()
+    assert_clean(at)
+    assert at.text_input(key="select_search").value == "sentence"
+    assert at.checkbox(key="select_filter_search").value
+    assert _drawn(at) == set(matches)
+    assert at.metric[0].delta == f"{N - len(matches)} excluded"
+
+
+def test_filters_on_several_columns_at_once():
+    pool = demo_handle(N)
+    score(pool, with_map=True)
+    at = _select_page(pool)
+    records = _records()
+    kept = {
+        i
+        for i, r in enumerate(records)
+        if r.fields["family"] == "grammar" and r.fields["quality"] == "good"
+    }
+    grammar = {i for i, r in enumerate(records) if r.fields["family"] == "grammar"}
+    assert kept and kept != grammar
+
+    at.multiselect(key="select_filter_columns").set_value(["family", "quality"]).run()
+    at.multiselect(key="select_filter_values:family").set_value(["grammar"])
+    at.multiselect(key="select_filter_values:quality").set_value(["good"]).run()
+    assert_clean(at)
+    assert _drawn(at) == kept
+    shown = f"Filter family in {{grammar}}; quality in {{good}}: {len(kept)} of {N} rows shown."
+    assert shown in _plain_captions(at)
+    link = json.loads(at.query_params["filter"])
+    assert link == {"categories": {"family": ["grammar"], "quality": ["good"]}}
+
+    # Dropping a column drops its condition.
+    at.multiselect(key="select_filter_columns").set_value(["family"]).run()
+    assert _drawn(at) == grammar
+
+    # A link with both conditions sets both.
+    at = with_data(page("3_Select.py"), pool=pool)
+    at.query_params["filter"] = json.dumps(link)
+    at.run()
+    assert_clean(at)
+    assert at.multiselect(key="select_filter_columns").value == ["family", "quality"]
+    assert at.multiselect(key="select_filter_values:quality").value == ["good"]
+    assert _drawn(at) == kept
