@@ -27,9 +27,14 @@ EXACT_KNN_MAX = 20_000
 _BLOCK = 1024
 
 
+def projection_key_parts(key: str, n: int, seed: int) -> tuple[str, str, str]:
+    """The parts of a projection's cache key: the caller's key, the point count and the seed."""
+    return (key, f"n{n}", f"s{seed}")
+
+
 def projection_key(key: str, n: int, seed: int) -> str:
-    """The cache key of a projection: the caller's key plus the point count and seed."""
-    return array_key(key, f"n{n}", f"s{seed}")
+    """The cache key of a projection (`array_key` of `projection_key_parts`)."""
+    return array_key(*projection_key_parts(key, n, seed))
 
 
 def load_projection(cache: UtilityCache, key: str, n: int, seed: int = 0) -> np.ndarray | None:
@@ -50,8 +55,10 @@ def project_2d(
     """2-D coordinates (n, 2) float32 of the rows of `embeddings` (n, d).
 
     UMAP with n_neighbors = min(15, n - 1) and random_state = seed (deterministic for a given
-    input and seed); fewer than 5 points get a PCA layout. With a cache, the result is stored
-    under (kind "projection", key); without a key, the key is a hash of the embeddings.
+    input and seed); fewer than 5 points get a PCA layout. With a cache it is read through
+    `UtilityCache.get_or_compute` under kind "projection" and `projection_key(key, n, seed)`
+    (a stored array of another shape is computed again); without a key, the key is a hash of
+    the embeddings.
     """
     x = np.asarray(embeddings, dtype=np.float32)
     if x.ndim != 2:
@@ -59,17 +66,22 @@ def project_2d(
     if not np.isfinite(x).all():
         raise ConfigError("embeddings contain NaN or infinite values")
     n = x.shape[0]
-    if cache is not None:
-        key = key or _content_key(x)
-        stored = load_projection(cache, key, n, seed)
-        if stored is not None:
-            return stored
-    coords = _umap(x, seed) if n >= MIN_UMAP_POINTS else _pca(x)
-    coords = np.ascontiguousarray(coords, dtype=np.float32)
-    if cache is not None and key is not None:
-        meta = {"n": n, "dim": int(x.shape[1]), "seed": seed, "method": _method(n)}
-        cache.put_array(PROJECTION_KIND, projection_key(key, n, seed), coords, meta)
-    return coords
+
+    def compute() -> np.ndarray:
+        coords = _umap(x, seed) if n >= MIN_UMAP_POINTS else _pca(x)
+        return np.ascontiguousarray(coords, dtype=np.float32)
+
+    if cache is None:
+        return compute()
+    key = key or _content_key(x)
+    coords = cache.get_or_compute(
+        PROJECTION_KIND,
+        projection_key_parts(key, n, seed),
+        compute,
+        meta={"n": n, "dim": int(x.shape[1]), "seed": seed, "method": _method(n)},
+        valid=lambda stored: stored.shape == (n, 2),
+    )
+    return coords.astype(np.float32, copy=False)
 
 
 def _method(n: int) -> str:

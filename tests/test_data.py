@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from delift_core.data import dataset as data
 from delift_core.data.dataset import (
     MAX_FIELD_CHARS,
     Dataset,
@@ -23,7 +24,6 @@ from delift_core.data.dataset import (
     load_bytes,
     load_dataset,
 )
-from delift_core.data import dataset as data
 from delift_core.errors import ConfigError, DataError, FieldMapNeeded
 
 BAD_DIR = Path(__file__).parent / "data" / "bad"
@@ -293,6 +293,80 @@ def test_limit_reads_only_the_first_records(tmp_path: Path) -> None:
         assert len(ds) == 2 and ds.hash == dataset_from_rows(ROWS[:2]).hash, fmt
     with pytest.raises(ConfigError):
         load_dataset(tmp_path / "jsonl" / "d.jsonl", limit=0)
+
+
+MORE_ROWS = [
+    *ROWS,
+    {"instruction": "Spell four.", "input": "", "output": "four"},
+    {"instruction": "Say yes.", "input": "", "output": "yes"},
+]
+
+
+def test_offset_skips_records_before_limit_counts(tmp_path: Path) -> None:
+    for fmt in ("jsonl", "csv", "parquet", "hf"):
+        folder = tmp_path / fmt
+        folder.mkdir()
+        path = write_any(fmt, folder, MORE_ROWS)
+        full = load_dataset(path)
+        ds = load_dataset(path, offset=1, limit=2)
+        assert ds.records == full.records[1:3], fmt  # ids, texts, hashes and lines kept
+        assert ds.hash == dataset_from_rows(MORE_ROWS[1:3]).hash, fmt
+        assert (ds.path, ds.format, ds.schema) == (full.path, full.format, full.schema), fmt
+        rest = load_dataset(path, offset=3)
+        assert rest.records == full.records[3:], fmt
+        assert rest.hash == dataset_from_rows(MORE_ROWS[3:]).hash, fmt
+    raw = write_any("jsonl", tmp_path, MORE_ROWS).read_bytes()
+    upload = load_bytes(raw, "up.jsonl", offset=2, limit=1)
+    assert upload.hash == dataset_from_rows(MORE_ROWS[2:3]).hash
+    whole = load_dataset(tmp_path / "d.jsonl")
+    assert load_dataset(tmp_path / "d.jsonl", offset=0).hash == whole.hash
+
+
+def test_offset_beyond_the_end_is_refused_and_bad_offsets_too(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "short.jsonl", ROWS)
+    for offset in (3, 10):
+        with pytest.raises(DataError, match=f"only 3 rows: nothing left after skipping {offset}"):
+            load_dataset(path, offset=offset)
+    with pytest.raises(DataError, match="short.jsonl"):
+        load_dataset(path, offset=5, limit=2)
+    with pytest.raises(DataError, match="<upload:s.jsonl>: only 3 rows"):
+        load_bytes(path.read_bytes(), "s.jsonl", offset=3)
+    assert len(load_dataset(path, offset=2, limit=5)) == 1
+    for bad in (-1, True, 1.5, "1"):
+        with pytest.raises(ConfigError, match="offset"):
+            load_dataset(path, offset=bad)  # type: ignore[arg-type]
+
+
+def test_a_slice_keeps_the_ids_of_the_longer_read(tmp_path: Path) -> None:
+    # Content-hash ids count repeats from the start of the file, not from the offset.
+    path = write_jsonl(tmp_path / "dup.jsonl", [ROWS[0], ROWS[1], ROWS[0]])
+    full = load_dataset(path)
+    ds = load_dataset(path, offset=2)
+    assert [r.id for r in ds.records] == [full.records[0].id + "-2"]
+    assert any("duplicate of line 1" in w for w in ds.warnings)
+    # Source ids are used only when every record read has one, the skipped ones included.
+    rows = [ROWS[0], dict(ROWS[1], id="b"), dict(ROWS[2], id="c")]
+    ds = load_dataset(write_jsonl(tmp_path / "ids.jsonl", rows), offset=1)
+    assert [r.id for r in ds.records] == [r.hash[:12] for r in ds.records]
+    assert any("no usable id" in w and "line 1" in w for w in ds.warnings)
+
+
+def test_with_skip_invalid_the_offset_counts_records_kept(tmp_path: Path) -> None:
+    bad = {"instruction": "no answer", "input": "", "output": ""}
+    rows = [ROWS[0], bad, bad, ROWS[1], bad, ROWS[2], ROWS[0]]
+    path = write_jsonl(tmp_path / "gaps.jsonl", rows)
+    ds = load_dataset(path, skip_invalid=True, offset=1, limit=2)
+    assert ds.hash == dataset_from_rows(ROWS[1:3]).hash
+    assert [r.line for r in ds.records] == [4, 6]
+    # Invalid records read on the way are reported, those before the offset among them.
+    (skipped,) = [w for w in ds.warnings if "skipped" in w]
+    assert "line 2" in skipped and "3 times in all" in skipped
+    rest = load_dataset(path, skip_invalid=True, offset=3)
+    assert [r.line for r in rest.records] == [7]
+    with pytest.raises(DataError, match="only 4 rows: nothing left after skipping 4"):
+        load_dataset(path, skip_invalid=True, offset=4)
+    with pytest.raises(DataError, match="line 2"):
+        load_dataset(path, offset=1)  # without skip_invalid the bad record is still an error
 
 
 def test_numbers_in_text_fields_become_text_with_a_warning(tmp_path: Path) -> None:

@@ -93,3 +93,35 @@ def test_rejects_bad_input():
         project_2d(np.zeros(5, dtype=np.float32))
     with pytest.raises(ConfigError):
         project_2d(np.full((6, 3), np.nan, dtype=np.float32))
+
+
+def test_projection_stored_under_the_old_key_is_read_without_recomputing(tmp_path, monkeypatch):
+    import delift_core.projection as projection
+
+    x, _ = _clusters(n_per=3)
+    stored = np.arange(2 * len(x), dtype=np.float32).reshape(len(x), 2)
+    with UtilityCache(tmp_path / "c.duckdb") as cache:
+        # The key format written by earlier versions: "<key>|n<points>|s<seed>".
+        cache.put_array("projection", f"pool-b|n{len(x)}|s7", stored, {"n": len(x)})
+
+        def fail(*args, **kwargs):
+            raise AssertionError("the projection was computed although it was cached")
+
+        monkeypatch.setattr(projection, "_umap", fail)
+        monkeypatch.setattr(projection, "_pca", fail)
+        coords = project_2d(x, cache=cache, key="pool-b", seed=7)
+        assert coords.dtype == np.float32
+        np.testing.assert_array_equal(coords, stored)
+
+
+def test_projection_is_stored_under_the_same_key_and_meta_as_before(tmp_path):
+    x, _ = _clusters(n_per=1)  # three points: a PCA layout
+    with UtilityCache(tmp_path / "c.duckdb") as cache:
+        # A stored array of the wrong shape is not used: it is computed again and replaced.
+        cache.put_array("projection", f"pool-c|n{len(x)}|s1", np.zeros((2, 2), np.float32))
+        coords = project_2d(x, cache=cache, key="pool-c", seed=1)
+        assert coords.shape == (len(x), 2)
+        np.testing.assert_array_equal(cache.get_array("projection", f"pool-c|n{len(x)}|s1"), coords)
+        meta = cache.get_meta("projection", f"pool-c|n{len(x)}|s1")
+        assert meta == {"n": len(x), "dim": x.shape[1], "seed": 1, "method": "pca"}
+        assert [key for key, _, _ in cache.list_arrays("projection")] == [f"pool-c|n{len(x)}|s1"]

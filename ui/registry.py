@@ -18,7 +18,6 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ from delift_core.config import (
     DEFAULT_SIDE_WEIGHT,
     SelectionConfig,
 )
-from delift_core.data.dataset import Dataset, hash_records, load_bytes, load_dataset
+from delift_core.data.dataset import Dataset, load_bytes, load_dataset
 from delift_core.embeddings import embed_records
 from delift_core.errors import ConfigError, DataError
 from delift_core.models import (
@@ -166,9 +165,12 @@ def load_source(spec: dict[str, Any], cache: UtilityCache | None) -> Dataset:
     limit = spec.get("limit")
     if offset < 0 or (limit is not None and int(limit) < 1):
         raise ConfigError("rows to skip must be >= 0 and rows to load >= 1 (or all)")
-    read_limit = None if limit is None else offset + int(limit)
     field_map = spec.get("field_map") or None
-    options = {"field_map": field_map, "limit": read_limit}
+    options = {
+        "field_map": field_map,
+        "limit": None if limit is None else int(limit),
+        "offset": offset,
+    }
     if kind == "demo":
         ds = load_dataset(DEMO_PATH, **options)
     elif kind == "path":
@@ -182,11 +184,6 @@ def load_source(spec: dict[str, Any], cache: UtilityCache | None) -> Dataset:
         ds = load_bytes(data, name, **options, skip_invalid=bool(spec.get("skip_invalid")))
     else:
         raise ConfigError(f"unknown data source {kind!r}")
-    if offset:
-        records = ds.records[offset:]
-        if not records:
-            raise DataError(f"only {len(ds)} rows: nothing left after skipping {offset}")
-        ds = replace(ds, records=records, hash=hash_records(records))
     register(ds, canonical)
     return ds
 

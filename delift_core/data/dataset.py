@@ -157,16 +157,23 @@ def load_dataset(
     *,
     field_map: Mapping[str, str] | None = None,
     limit: int | None = None,
+    offset: int = 0,
     skip_invalid: bool = False,
 ) -> Dataset:
-    """Read and validate a file or HF dataset folder; keep the first `limit` records if given.
+    """Read and validate a file or HF dataset folder; skip the first `offset` records, then keep
+    the next `limit` records if given.
 
     With skip_invalid, records that fail validation (an empty output, a wrong type...) are left
     out with one warning per kind of problem naming the first such line and the count; the file
-    itself must still be readable, and `limit` counts the records kept.
+    itself must still be readable, and `offset` and `limit` count the records kept.
+
+    With an offset, the first offset + limit records are read and validated as a whole (schema,
+    ids, warnings), the first `offset` of them are then dropped and `hash` is that of the records
+    kept: a slice keeps the ids it has in the longer read. An offset that leaves no record is a
+    DataError.
     """
     label = os.fspath(path)
-    names = _check_options(field_map, limit)
+    names = _check_options(field_map, limit, offset)
     try:
         target = Path(label).expanduser()
         exists = target.exists()
@@ -179,7 +186,7 @@ def load_dataset(
         files = find_arrow_files(target, label)
         _check_size(sum(f.stat().st_size for f in files), label)
         rows = read_arrow_rows(files, label, max_bytes=MAX_DECODED_BYTES)
-        return _build(label, "hf", rows, names, limit, notes, skip_invalid)
+        return _build(label, "hf", rows, names, limit, notes, skip_invalid, offset)
     fmt = detect_format(target.name, label)
     if not target.is_file():
         raise DataError("is not a regular file", path=label)
@@ -187,13 +194,13 @@ def load_dataset(
     _check_size(size, label)
     if fmt == "parquet":
         rows = read_parquet_rows(str(target), label, max_bytes=MAX_DECODED_BYTES, file_bytes=size)
-        return _build(label, fmt, rows, names, limit, notes, skip_invalid)
+        return _build(label, fmt, rows, names, limit, notes, skip_invalid, offset)
     try:
         data = target.read_bytes()
     except OSError as exc:
         raise DataError(f"cannot be read ({exc.strerror or exc})", path=label) from None
     rows = read_text_rows(data, fmt, label, notes)
-    return _build(label, fmt, rows, names, limit, notes, skip_invalid)
+    return _build(label, fmt, rows, names, limit, notes, skip_invalid, offset)
 
 
 def load_bytes(
@@ -202,14 +209,15 @@ def load_bytes(
     *,
     field_map: Mapping[str, str] | None = None,
     limit: int | None = None,
+    offset: int = 0,
     skip_invalid: bool = False,
 ) -> Dataset:
     """Read an uploaded file's bytes; the format comes from `name`, the path is "<upload:name>".
 
-    skip_invalid as in load_dataset.
+    limit, offset and skip_invalid as in load_dataset.
     """
     label = f"<upload:{name}>"
-    names = _check_options(field_map, limit)
+    names = _check_options(field_map, limit, offset)
     fmt = detect_format(name, label)
     _check_size(len(data), label)
     notes = Notes(label)
@@ -219,7 +227,7 @@ def load_bytes(
         )
     else:
         rows = read_text_rows(data, fmt, label, notes)
-    return _build(label, fmt, rows, names, limit, notes, skip_invalid)
+    return _build(label, fmt, rows, names, limit, notes, skip_invalid, offset)
 
 
 def dataset_from_rows(
@@ -259,9 +267,13 @@ def dataset_stats(ds: Dataset) -> dict[str, Any]:
     }
 
 
-def _check_options(field_map: Mapping[str, str] | None, limit: int | None) -> dict | None:
+def _check_options(
+    field_map: Mapping[str, str] | None, limit: int | None, offset: int = 0
+) -> dict | None:
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ConfigError(f"limit must be a whole number >= 1; got {limit!r}")
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ConfigError(f"offset must be a whole number >= 0; got {offset!r}")
     if field_map is None:
         return None
     unknown = sorted(set(field_map) - set(CANONICAL_FIELDS))
@@ -291,7 +303,12 @@ def _build(
     limit: int | None,
     notes: Notes,
     skip_invalid: bool = False,
+    offset: int = 0,
 ) -> Dataset:
+    # The first offset + limit records are read and validated together; the offset is dropped
+    # at the end, so that a slice has the ids, schema and warnings of that longer read.
+    if limit is not None:
+        limit += offset
     schema: str | None = None
     items: list[tuple[int, tuple[str, str, str], Mapping[str, Any]]] = []
     skipped = 0
@@ -332,6 +349,12 @@ def _build(
     warnings = notes.render()
     for warning in warnings:
         logger.warning(warning)
+    if offset:
+        if offset >= len(records):
+            raise DataError(
+                f"only {len(records)} rows: nothing left after skipping {offset}", path=label
+            )
+        records = records[offset:]
     logger.info("loaded %d records from %s (%s, %s)", len(records), label, fmt, schema)
     return Dataset(label, fmt, schema, records, hash_records(records), warnings)
 

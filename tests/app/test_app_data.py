@@ -178,3 +178,29 @@ def test_field_names_are_offered_on_the_page_and_never_break_the_demo(tmp_path):
     at.button(key="data_load").click().run()
     assert_clean(at)
     assert at.session_state["data"]["existing"]["spec"]["field_map"] is None
+
+
+def test_row_offsets_are_applied_by_the_data_layer_as_before(tmp_path):
+    import pytest
+
+    from delift_core.data.dataset import hash_records, load_dataset
+    from delift_core.errors import DataError
+    from ui import registry
+
+    bad = {"instruction": "no answer", "input": "", "output": ""}
+    rows = [{"instruction": f"Say {i}.", "input": "", "output": str(i)} for i in range(6)]
+    path = tmp_path / "slices.jsonl"
+    path.write_bytes(_rows_jsonl([rows[0], bad, rows[1], rows[0], bad, *rows[2:]]))
+    spec = {"kind": "path", "path": str(path), "offset": 2, "limit": 3, "skip_invalid": True}
+    ds = registry.load_source(spec, None)
+    # What the page loaded before the data layer had an offset: offset + limit valid records,
+    # the first `offset` of them dropped and the rest hashed again.
+    longer = load_dataset(path, limit=5, skip_invalid=True)
+    assert ds.records == longer.records[2:] and ds.hash == hash_records(longer.records[2:])
+    assert [r.line for r in ds.records] == [4, 6, 7] and ds.warnings == longer.warnings
+    assert registry.make_handle(spec, ds)["label"] == (
+        "slices.jsonl (valid rows 3-5, skipping invalid)"
+    )
+    beyond = {**spec, "offset": 7, "limit": None}
+    with pytest.raises(DataError, match="only 7 rows: nothing left after skipping 7"):
+        registry.load_source(beyond, None)
