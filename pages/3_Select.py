@@ -55,7 +55,13 @@ pins, outs = select_marks.curation(view)
 static = select_curate.static_table(view, columns, settings.quality_signal)
 filtered = select_curate.filter_section(view, static, columns.names(), pins)
 outs = filtered.ground_outs(outs)
-result = select_summary.full_order(scores, settings, pins, outs)
+try:
+    result = select_summary.full_order(scores, settings, pins, outs)
+except registry.EmbeddingsPending as exc:
+    # The map's job computes the embeddings: start it if needed and come back when it is done.
+    st.warning(layout.escape_md(exc))
+    select_map.wait_for_embeddings(scores, manager, view)
+    st.stop()
 size = selection_size(
     settings.budget, n, available=result.size, pinned=len(pins), method=settings.method
 )

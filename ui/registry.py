@@ -63,6 +63,10 @@ _tiny: dict[str, Any] = {}  # the tiny test model, built once
 _tiny_lock = threading.Lock()
 
 
+class EmbeddingsPending(ConfigError):
+    """The method needs sentence embeddings the map job has not stored yet (it computes them)."""
+
+
 def test_mode() -> bool:
     """True when $DELIFT_TEST_MODEL=tiny: a tiny random model and a hashing embedder are used."""
     return os.environ.get(TEST_MODEL_ENV, "") == "tiny"
@@ -356,7 +360,7 @@ def full_selection(
         if meta.get(role):
             embeddings[name] = cached_embeddings(cache, load_source(meta[role]["spec"], cache))
     if method == "delift-se" and any(v is None for v in embeddings.values()):
-        raise ConfigError(
+        raise EmbeddingsPending(
             "DELIFT-SE needs sentence embeddings, which are still being computed; try again "
             "when the map has appeared"
         )
@@ -391,7 +395,7 @@ def _check_prior_embeddings(
         uses = (("side weight", uses_side), ("near-duplicate gate", tau is not None))
         parts = [part for part, on in uses if on]
         verb = "need" if len(parts) > 1 else "needs"
-        raise ConfigError(
+        raise EmbeddingsPending(
             f"delift-q's {' and '.join(parts)} {verb} sentence embeddings, which are still being "
             "computed; try again when the map has appeared, or set the side weight to 0 and "
             "untick Gate near-duplicates"

@@ -118,8 +118,17 @@ def waiting_text(jobs: Sequence[JobState]) -> str:
     return f"The map is being computed{detail.get(job.phase, '')}: it appears here when ready."
 
 
-def _wait_for_map(scores: Scores, manager: JobManager, view: PoolView) -> None:
-    """Start the map's job unless one is running, and rerun the page when the map is ready."""
+def wait_for_embeddings(scores: Scores, manager: JobManager, view: PoolView) -> None:
+    """Start the map's job (it embeds every set first) unless one is running, and rerun the page
+    when it has finished."""
+    _wait_for_map(scores, manager, view, map_needed=False)
+
+
+def _wait_for_map(
+    scores: Scores, manager: JobManager, view: PoolView, map_needed: bool = True
+) -> None:
+    """Start the map's job unless one is running, and rerun the page when the map is ready
+    (map_needed) or when the job has finished."""
     cache, meta = scores.cache, scores.meta
 
     def busy() -> list[JobState]:
@@ -135,7 +144,8 @@ def _wait_for_map(scores: Scores, manager: JobManager, view: PoolView) -> None:
     @st.fragment(run_every=2.0 if busy() else None)
     def wait_for_map() -> None:
         running = busy()
-        if registry.cached_map(cache, view.pool) is not None or not running:
+        ready = map_needed and registry.cached_map(cache, view.pool) is not None
+        if ready or not running:
             # Ready, or the job that was running belonged to other data: start over.
             st.rerun()
         st.info(waiting_text(running))

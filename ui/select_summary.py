@@ -54,7 +54,7 @@ def full_order(
     scores: Scores, settings: Settings, pins: list[int], outs: list[int]
 ) -> SelectionResult:
     """The method's complete pick order on the stage; stops the page with the reason when the
-    method cannot run."""
+    method cannot run (registry.EmbeddingsPending, raised, when it waits for embeddings)."""
     try:
         with st.spinner("Selecting..."):
             return registry.full_selection(
@@ -74,6 +74,8 @@ def full_order(
                 pinned=pins,
                 excluded=outs,
             )
+    except registry.EmbeddingsPending:
+        raise  # the page waits for the map job, which computes them
     except DeliftError as exc:
         st.warning(layout.escape_md(exc))
         st.stop()

@@ -35,8 +35,9 @@ def _inputs(key: str, pool: dict, targets: dict):
 
 
 def _order(inputs, **priors) -> list[int]:
-    """delift-q's order in the task stage without the quality prior, with these priors."""
-    options = {"quality_weight": 0.0, "quality_gate": 0.0, **priors}
+    """delift-q's order in the task stage with none of its priors but these (not the defaults)."""
+    options = {"quality_weight": 0.0, "quality_gate": 0.0, "side_weight": 0.0,
+               "duplicate_threshold": None, **priors}  # fmt: skip
     return select_subset(inputs, method="delift-q", stage="task", **options).order.tolist()
 
 
@@ -136,7 +137,8 @@ def test_priors_wait_for_embeddings_with_a_message(monkeypatch):
         with pytest.raises(ConfigError, match=WAITING):
             registry.full_selection(cache, key, meta, stage=stage, **common, **priors)
     # Without those priors (or with the side weight where no side set is used) it runs.
-    assert registry.full_selection(cache, key, meta, stage="task", **common).size == 6
+    no_priors = {"side_weight": 0.0, "duplicate_threshold": None}
+    assert registry.full_selection(cache, key, meta, stage="task", **common, **no_priors).size == 6
     ran = registry.full_selection(cache, key, meta, stage="instruction", side_weight=1.0, **common)
     assert ran.size == 6
 
