@@ -38,7 +38,8 @@ STAGE_LABELS = {
 }
 METHOD_HELP = (
     "delift-q: DELIFT with a quality prior: prefers samples whose own prompt helps the model "
-    "predict their answer; the lowest-quality fraction (gate) is picked last (settings under "
+    "predict their answer; the lowest-quality fraction (gate) is picked last; with targets it "
+    "also prefers samples close to them, with existing data samples new to it (settings under "
     "Advanced). delift: the paper's method, DELIFT's utility kernel with the stage's objective. "
     "delift-se: the same objectives on sentence-embedding similarity. fl-only: utility kernel, "
     "plain facility location. random: a seeded random subset. full: the whole pool."
