@@ -44,7 +44,7 @@ HIDDEN_CATEGORY = "near-duplicate"  # 2 of the first 24 demo rows
 SEARCH_WORD, SEARCH_HITS = "grammatical", 5  # in 5 of their instructions
 PIN_WORD, PINNED = "Celsius", ["demo-0012", "demo-0014"]
 EXCLUDE_WORD, EXCLUDED = "river", ["demo-0006"]
-DOCUMENTED = ("select-curation", "select-why")
+DOCUMENTED = ("select-curation", "select-why", "select-pinned", "export-curated")
 
 
 def _map(page: Any) -> Any:
@@ -148,6 +148,8 @@ def pin_and_exclude(page: Any) -> None:
     selected = page.get_by_test_id("stMetric").filter(has_text="Selected")
     expect(selected).to_contain_text(delta)
     expect(_metric(page, "Selected")).to_have_text(f"{EXPECTED_COUNT} of {POOL_ROWS}")
+    _scroll(page, selected)
+    _shot(page, "select-pinned")
     # The map marks them; the Why panel says the excluded row (the one linked) is excluded.
     marks = {t["name"].split(" ")[0]: t["points"] for t in _traces(page)}
     assert sorted(marks["pinned"]) == [int(s[-4:]) - 1 for s in PINNED], marks
@@ -169,6 +171,7 @@ def save_and_export(page: Any, folder: Any) -> None:
     expect(page.get_by_text(f"Saved {EXPECTED_COUNT} samples as curated")).to_be_visible()
     _go(page, "Export")
     expect(page.get_by_label("File name")).to_have_value("curated.jsonl")
+    _shot(page, "export-curated")
     rows = _download(page, folder / "curated.jsonl")
     ids = [r["id"] for r in rows]
     assert len(ids) == EXPECTED_COUNT
