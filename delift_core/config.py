@@ -173,12 +173,16 @@ class SelectionConfig:
                 f"quality gate must be a fraction in [0, 1); got {self.quality_gate!r}"
             )
         _check_choice("quality signal", self.quality_signal, QUALITY_SIGNALS)
-        if not isinstance(self.side_weight, (int, float)) or not (
-            0 <= self.side_weight < float("inf")
+        if (
+            isinstance(self.side_weight, bool)
+            or not isinstance(self.side_weight, (int, float))
+            or not (0 <= self.side_weight < float("inf"))
         ):
             raise ConfigError(f"side weight must be a number >= 0; got {self.side_weight!r}")
         tau = self.duplicate_threshold
-        if tau is not None and (not isinstance(tau, (int, float)) or not 0 < tau <= 1):
+        if tau is not None and (
+            isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0 < tau <= 1
+        ):
             raise ConfigError(
                 f"duplicate threshold must be a cosine in (0, 1], or off (None); got {tau!r}"
             )

@@ -10,6 +10,7 @@ import pytest
 from delift_core.cli import main
 from delift_core.config import (
     DEFAULT_DUPLICATE_THRESHOLD,
+    DEFAULT_QUALITY_GATE,
     DEFAULT_QUALITY_SIGNAL,
     DEFAULT_SIDE_WEIGHT,
     parse_budget,
@@ -87,10 +88,10 @@ def test_each_stage_and_method(env, tmp_path, stage, extra, method):
 
 def test_default_method_is_delift_q_with_its_prior(env, tmp_path):
     out = tmp_path / "subset.jsonl"
-    assert select(env, out, "--budget", "4", "--quality-gate", "0.5") == 0
+    assert select(env, out, "--budget", "4") == 0
     manifest = json.loads((tmp_path / "subset.manifest.json").read_text())
     assert manifest["selection"]["method"] == "delift-q"
-    assert manifest["selection"]["quality_gate"] == 0.5
+    assert manifest["selection"]["quality_gate"] == DEFAULT_QUALITY_GATE
     assert manifest["selection"]["quality_signal"] == DEFAULT_QUALITY_SIGNAL
     assert manifest["selection"]["side_weight"] == DEFAULT_SIDE_WEIGHT
     assert manifest["selection"]["duplicate_threshold"] == DEFAULT_DUPLICATE_THRESHOLD
@@ -111,6 +112,8 @@ def test_priors_of_delift_q_reach_the_selection_and_the_manifest(env, tmp_path):
         selection = manifest["selection"]
         assert selection["side_weight"] == (0.0 if name == "off" else 50.0)
         assert selection["duplicate_threshold"] == (None if name == "off" else 0.3)
+        # Exact mode: the embedder the priors used is named all the same (None when unused).
+        assert (manifest.get("embedder") is not None) == (name == "on")
     # A prior that outweighs coverage changes the pick.
     assert picks["off"] != picks["on"]
 

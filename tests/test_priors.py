@@ -168,6 +168,8 @@ def test_priors_without_embeddings_say_what_is_missing():
         ({"side_weight": float("nan")}, "side weight"),
         ({"duplicate_threshold": 0.0}, "duplicate threshold"),
         ({"duplicate_threshold": 1.5}, "duplicate threshold"),
+        ({"side_weight": True}, "side weight"),
+        ({"duplicate_threshold": True}, "duplicate threshold"),
     ],
 )
 def test_bad_prior_settings_are_refused_by_select_subset_and_the_config(kwargs, message):
@@ -177,3 +179,29 @@ def test_bad_prior_settings_are_refused_by_select_subset_and_the_config(kwargs, 
         select_subset(inputs, method="delift-q", stage="instruction", **kwargs)
     with pytest.raises(ConfigError, match=message):
         SelectionConfig(**kwargs)
+
+
+def test_priors_are_remembered_by_content_and_refuse_non_finite_embeddings(monkeypatch):
+    rng = np.random.default_rng(11)
+    pool, side = unit_rows(rng, 9), unit_rows(rng, 4)
+    calls = []
+    real = priors.mean_nearest
+    monkeypatch.setattr(priors, "mean_nearest", lambda *a, **k: calls.append(1) or real(*a, **k))
+    first = side_prior("continual", pool, side)
+    again = side_prior("continual", pool.copy(), side.copy())  # same content, other arrays
+    np.testing.assert_array_equal(first, again)
+    assert len(calls) == 2  # pool and side neighbourhoods, once
+    side_prior("task", pool, side)  # another stage is another prior
+    assert len(calls) == 4
+    moved = pool.copy()
+    moved[0] = -moved[0]
+    side_prior("continual", moved, side)
+    assert len(calls) == 6
+    broken = pool.copy()
+    broken[3, 0] = np.nan
+    with pytest.raises(ConfigError, match="NaN"):
+        side_prior("continual", broken, side)
+    with pytest.raises(ConfigError, match="NaN"):
+        near_duplicates(broken, np.linspace(0, 1, 9), 0.9)
+    with pytest.raises(ConfigError, match=r"\(rows, dim\)"):
+        side_prior("task", pool[0], side)

@@ -135,9 +135,21 @@ def _wait_for_map(
         jobs = manager.list_jobs(active_only=True)
         return [j for j in jobs if j.kind in (tasks.MAP, tasks.SCORE)]
 
+    handles = {r: meta.get(r) for r in tasks.ROLES}
+    ended = [
+        j for j in manager.list_jobs(kind=tasks.MAP)
+        if all(j.params.get(r) == handles[r] for r in tasks.ROLES)
+    ]  # fmt: skip
+    last = ended[0] if ended else None  # newest first
+    if not busy() and last is not None and last.state in ("failed", "cancelled"):
+        # Not again by itself: a job that fails would be started on every rerun.
+        reason = last.error if last.state == "failed" else "it was cancelled"
+        st.error(f"The map (and the embeddings it computes) failed: {layout.escape_md(reason)}")
+        if not st.button("Compute the map again", key="select_map_retry"):
+            return
     if not busy():
         try:
-            tasks.submit_map(manager, cache, {r: meta.get(r) for r in tasks.ROLES})
+            tasks.submit_map(manager, cache, handles)
         except DeliftError as exc:
             st.error(f"The map cannot be computed: {layout.escape_md(exc)}")
 
@@ -152,7 +164,3 @@ def _wait_for_map(
 
     if busy():
         wait_for_map()
-    else:
-        failed = [j for j in manager.list_jobs(kind=tasks.MAP) if j.state == "failed"]
-        if failed:
-            st.error(f"The map failed: {layout.escape_md(failed[0].error)}")

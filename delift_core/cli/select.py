@@ -268,18 +268,19 @@ def selection_matrices(
         matrices = selection_inputs(
             stage.utilities, sel.metric, emb_pool=stage.emb_pool, quality_signal=sel.quality_signal
         )
-        emb_pool = stage.emb_pool
+        emb_pool, info = stage.emb_pool, stage.info
         if sel.method == "delift-q" and uses_embeddings(sel):
             # The priors need every set's embeddings (exact mode computes none; sparse mode the
-            # pool's, which the cache then returns).
-            arrays, _ = embed_inputs(inputs, models)
+            # pool's, which the cache then returns); the manifest names the embedder.
+            arrays, embedded = embed_inputs(inputs, models)
             matrices, emb_pool = replace(matrices, **arrays), arrays["emb_pool"]
+            info = {**info, "embedder": embedded["embedder"]}
         quality = None
         if annotate and stage.utilities.answers is not None:
             # The score is the one selection used; the signals add the near-duplicate one.
             signals = quality_signals(stage.utilities.answers, stage.utilities.pool.rms, emb_pool)
             quality = PoolQuality(signals, matrices.quality)
-        return matrices, stage.info, quality
+        return matrices, info, quality
     n = len(inputs.pool)
     if sel.method == "delift-se":
         arrays, info = embed_inputs(inputs, models)

@@ -21,6 +21,10 @@ Both compare every pool row with every other in blocks: O(n^2 d) time, O(block *
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable
+
 import numpy as np
 from scipy.stats import rankdata
 
@@ -31,11 +35,37 @@ DEFAULT_NEIGHBOURS = 5
 _BLOCK = 1024
 
 
+# Results by content (the page asks again on every pin or filter change, and each is O(n^2 d)).
+_MEMO: OrderedDict[tuple, np.ndarray] = OrderedDict()
+_MEMO_ENTRIES = 16
+
+
 def _unit(name: str, emb: np.ndarray) -> np.ndarray:
     arr = np.asarray(emb, dtype=np.float32)
     if arr.ndim != 2 or arr.shape[0] == 0:
         raise ConfigError(f"{name} must be a non-empty (rows, dim) array; got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ConfigError(f"{name} hold NaN or infinite values; embed the data again")
     return arr
+
+
+def _digest(*arrays: np.ndarray) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for arr in arrays:
+        h.update(str(arr.shape).encode())
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
+
+
+def _memoised(key: tuple, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    if key in _MEMO:
+        _MEMO.move_to_end(key)
+        return _MEMO[key].copy()
+    value = compute()
+    _MEMO[key] = value
+    while len(_MEMO) > _MEMO_ENTRIES:
+        _MEMO.popitem(last=False)
+    return value.copy()
 
 
 def mean_nearest(
@@ -77,17 +107,20 @@ def side_prior(
 ) -> np.ndarray:
     """The side prior of the module docstring for `stage` ("task": relevance to the targets
     `emb_side`; "continual": novelty against the existing data `emb_side`), in [0, 1] (n,)."""
-    if emb_pool.shape[1] != emb_side.shape[1]:
+    if stage not in ("task", "continual"):
+        raise ConfigError(f"the side prior needs stage 'task' or 'continual'; got {stage!r}")
+    pool, side = _unit("pool embeddings", emb_pool), _unit("side embeddings", emb_side)
+    if pool.shape[1] != side.shape[1]:
         raise ConfigError(
-            f"pool and side embeddings differ in width: {emb_pool.shape[1]} vs {emb_side.shape[1]}"
+            f"pool and side embeddings differ in width: {pool.shape[1]} vs {side.shape[1]}"
         )
-    in_pool = mean_nearest(emb_pool, emb_pool, k, same=True)
-    in_side = mean_nearest(emb_pool, emb_side, k)
-    if stage == "task":
-        return rank_unit(in_side - in_pool)
-    if stage == "continual":
-        return rank_unit(in_pool - in_side)
-    raise ConfigError(f"the side prior needs stage 'task' or 'continual'; got {stage!r}")
+
+    def compute() -> np.ndarray:
+        in_pool = mean_nearest(pool, pool, k, same=True)
+        in_side = mean_nearest(pool, side, k)
+        return rank_unit(in_side - in_pool if stage == "task" else in_pool - in_side)
+
+    return _memoised(("side", stage, k, _digest(pool), _digest(side)), compute)
 
 
 def near_duplicates(emb_pool: np.ndarray, quality: np.ndarray, threshold: float) -> np.ndarray:
@@ -97,7 +130,15 @@ def near_duplicates(emb_pool: np.ndarray, quality: np.ndarray, threshold: float)
     n = emb.shape[0]
     if q.shape != (n,):
         raise ConfigError(f"quality has shape {q.shape}; expected ({n},)")
+    return _memoised(
+        ("duplicates", float(threshold), _digest(emb, q)),
+        lambda: _near_duplicates(emb, q, threshold),
+    )
+
+
+def _near_duplicates(emb: np.ndarray, q: np.ndarray, threshold: float) -> np.ndarray:
     # better[i, j]: j outranks i (higher quality, or equal quality and a lower index).
+    n = emb.shape[0]
     index = np.arange(n)
     gated = np.zeros(n, dtype=bool)
     for start in range(0, n, _BLOCK):

@@ -159,3 +159,28 @@ def test_priors_wait_for_embeddings_with_a_message(monkeypatch):
     assert_clean(at)
     assert not any(WAITING in w for w in messages(at.warning))
     assert {m.label: m.value for m in at.metric}["Selected"] == "2 of 6"
+
+
+def test_a_failed_map_job_is_not_started_again_by_itself(monkeypatch):
+    def failing_maps(ctx, cache, datasets):
+        raise RuntimeError("no sentence embedder here")
+
+    monkeypatch.setattr(tasks, "compute_maps", failing_maps)
+    pool, targets = demo_handle(6), demo_handle(3, offset=100)
+    score(pool, targets=targets)  # no map job: the side prior waits for the embeddings
+    _, manager = services()
+
+    def map_jobs():
+        for job in manager.list_jobs(kind=tasks.MAP):
+            manager.wait(job.id, timeout=60)
+        return manager.list_jobs(kind=tasks.MAP)
+
+    at = with_data(page("3_Select.py"), pool=pool, targets=targets).run()
+    assert len(map_jobs()) == 1  # the page started the job that computes the embeddings
+    for _ in range(2):  # it failed: later runs say so and start nothing
+        at.run()
+        assert not at.exception
+        assert any("no sentence embedder here" in e for e in messages(at.error))
+        assert len(map_jobs()) == 1
+    at.button(key="select_map_retry").click().run()
+    assert len(map_jobs()) == 2  # the curator asked for it
