@@ -30,12 +30,17 @@ def _changed_variables(first: list[str]) -> tuple[list[str], bool]:
         "changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))\n"
         f"print(json.dumps([changed, {LAZY!r} in sys.modules]))\n"
     )
+    changed, lazy_loaded = _run_fresh(code)
+    return changed, lazy_loaded
+
+
+def _run_fresh(code: str):
+    """Run `code` in a fresh interpreter with a bare environment; the JSON its last line prints."""
     env_free = {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env_free
     )
-    changed, lazy_loaded = json.loads(out.stdout.strip().splitlines()[-1])
-    return changed, lazy_loaded
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def test_importing_the_library_leaves_the_environment_alone():
@@ -64,11 +69,7 @@ def test_the_cli_parser_and_its_help_import_no_heavy_package():
         "    helps.append(out.getvalue())\n"
         f"print(json.dumps([helps, sorted(m for m in {HEAVY!r} if m in sys.modules)]))\n"
     )
-    env_free = {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env_free
-    )
-    helps, loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    helps, loaded = _run_fresh(code)
     assert [h.startswith("usage: delift") for h in helps] == [True] * len(HELP_ARGV)
     assert "--side-weight" in helps[2]
     assert loaded == [], f"importing delift_core.cli and printing its help imported {loaded}"

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
 from delift_core.config import SelectionConfig
 from delift_core.errors import ConfigError
 from delift_core.select import priors
-from delift_core.select.kernels import utility_kernels
 from delift_core.select.priors import mean_nearest, near_duplicates, rank_unit, side_prior
 from delift_core.select.selection import SelectionInputs, select_subset
-from tests.test_quality import plain_greedy
+from tests.test_quality import dense_objective, plain_greedy, with_sparse_pattern
 from tests.test_selection import random_case
 
 
@@ -102,13 +100,7 @@ def test_delift_q_with_side_prior_and_duplicate_gate_equals_plain_greedy(stage, 
     quality = rng.permutation(n) / (n - 1)
     emb_pool = unit_rows(rng, n, d=3)  # low dimension: some pairs are near-duplicates
     emb_targets, emb_existing = unit_rows(rng, uq.shape[0], d=3), unit_rows(rng, up.shape[1], d=3)
-    if sparse:
-        mask = rng.random(u.shape) < 0.4
-        np.fill_diagonal(mask, True)
-        rows, cols = mask.nonzero()
-        u_in = sp.csr_matrix((u[rows, cols], (rows, cols)), shape=u.shape)
-    else:
-        u_in = u
+    u_in = with_sparse_pattern(u, rng) if sparse else u
     inputs = SelectionInputs(
         n, u_pool=u_in, u_targets=uq, u_existing=up, quality=quality,
         emb_pool=emb_pool, emb_targets=emb_targets, emb_existing=emb_existing,
@@ -118,12 +110,7 @@ def test_delift_q_with_side_prior_and_duplicate_gate_equals_plain_greedy(stage, 
         inputs, method="delift-q", stage=stage, quality_weight=weight, quality_gate=gate,
         side_weight=nu, duplicate_threshold=tau,
     )  # fmt: skip
-    blocks = [u_in] + ([uq] if stage == "task" else [up] if stage == "continual" else [])
-    dense = [
-        b.toarray() if sp.issparse(b) else np.asarray(b) for b in utility_kernels(blocks, "minmax")
-    ]
-    side = None if stage == "instruction" else dense[1].T if stage == "task" else dense[1]
-    objective = {"instruction": "fl", "task": "flmi", "continual": "flcg"}[stage]
+    kernel, side, objective = dense_objective(stage, u_in, uq, up)
     bonus = weight * quality
     if stage != "instruction":
         other = emb_targets if stage == "task" else emb_existing
@@ -134,7 +121,7 @@ def test_delift_q_with_side_prior_and_duplicate_gate_equals_plain_greedy(stage, 
     gated = (quality < gate) | plain_near_duplicates(emb_pool, quality, tau)
     assert gated.sum() > (quality < gate).sum()  # the duplicate gate did gate something
     tiers = [np.flatnonzero(~gated).tolist(), np.flatnonzero(gated).tolist()]
-    order, gains = plain_greedy(dense[0], side, objective, bonus, tiers, n)
+    order, gains = plain_greedy(kernel, side, objective, bonus, tiers, n)
     np.testing.assert_array_equal(got.order, order)
     np.testing.assert_allclose(got.gains, gains, rtol=1e-5, atol=1e-5)
 

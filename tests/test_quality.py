@@ -147,6 +147,27 @@ def plain_greedy(kernel, side, objective, bonus, tiers, budget):
     return np.array(chosen), np.array(gains)
 
 
+def with_sparse_pattern(u, rng):
+    """u kept on a random 40% of its entries plus the diagonal, as a CSR matrix."""
+    mask = rng.random(u.shape) < 0.4
+    np.fill_diagonal(mask, True)
+    rows, cols = mask.nonzero()
+    return sp.csr_matrix((u[rows, cols], (rows, cols)), shape=u.shape)
+
+
+def dense_objective(stage, u_pool, u_targets, u_existing):
+    """(kernel, side kernel or None, objective name) of DELIFT's stage objective, densified:
+    the kernels are tested in test_kernels.py, and absent sparse entries are 0."""
+    blocks = [u_pool] + (
+        [u_targets] if stage == "task" else [u_existing] if stage == "continual" else []
+    )
+    dense = [
+        b.toarray() if sp.issparse(b) else np.asarray(b) for b in utility_kernels(blocks, "minmax")
+    ]
+    side = None if stage == "instruction" else dense[1].T if stage == "task" else dense[1]
+    return dense[0], side, {"instruction": "fl", "task": "flmi", "continual": "flcg"}[stage]
+
+
 @pytest.mark.parametrize("stage", ["instruction", "task", "continual"])
 @pytest.mark.parametrize("sparse", [False, True])
 def test_delift_q_equals_plain_greedy_with_prior_and_gate(stage, sparse):
@@ -154,13 +175,7 @@ def test_delift_q_equals_plain_greedy_with_prior_and_gate(stage, sparse):
     n = u.shape[0]
     rng = np.random.default_rng(4)
     quality = rng.permutation(n) / (n - 1)
-    if sparse:
-        mask = rng.random(u.shape) < 0.4
-        np.fill_diagonal(mask, True)
-        rows, cols = mask.nonzero()
-        u_in = sp.csr_matrix((u[rows, cols], (rows, cols)), shape=u.shape)
-    else:
-        u_in = u
+    u_in = with_sparse_pattern(u, rng) if sparse else u
     inputs = SelectionInputs(n, u_pool=u_in, u_targets=uq, u_existing=up, quality=quality)
     weight, gate = 0.7, 0.25
     # The side prior (embeddings) is off here: test_priors.py checks it.
@@ -168,14 +183,7 @@ def test_delift_q_equals_plain_greedy_with_prior_and_gate(stage, sparse):
         inputs, method="delift-q", stage=stage, quality_weight=weight, quality_gate=gate,
         side_weight=0.0,
     )  # fmt: skip
-    # The kernels (tested in test_kernels.py), densified: absent sparse entries are 0.
-    blocks = [u_in] + ([uq] if stage == "task" else [up] if stage == "continual" else [])
-    dense = [
-        b.toarray() if sp.issparse(b) else np.asarray(b) for b in utility_kernels(blocks, "minmax")
-    ]
-    k = dense[0]
-    side = None if stage == "instruction" else dense[1].T if stage == "task" else dense[1]
-    objective = {"instruction": "fl", "task": "flmi", "continual": "flcg"}[stage]
+    k, side, objective = dense_objective(stage, u_in, uq, up)
     tiers = [np.flatnonzero(quality >= gate).tolist(), np.flatnonzero(quality < gate).tolist()]
     order, gains = plain_greedy(k, side, objective, weight * quality, tiers, n)
     np.testing.assert_array_equal(got.order, order)
@@ -230,10 +238,7 @@ def test_pinned_first_excluded_never_against_plain_greedy(method, stage):
         inputs, method=method, stage=stage, pinned=pinned, excluded=excluded,
         quality_weight=0.5, quality_gate=0.2, side_weight=0.0,  # side prior: test_priors.py
     )  # fmt: skip
-    blocks = [u] + ([uq] if stage == "task" else [up] if stage == "continual" else [])
-    kernels = utility_kernels(blocks, "minmax")
-    side = None if stage == "instruction" else kernels[1].T if stage == "task" else kernels[1]
-    objective = {"instruction": "fl", "task": "flmi", "continual": "flcg"}[stage]
+    kernel, side, objective = dense_objective(stage, u, uq, up)
     rest = [j for j in range(20) if j not in pinned + excluded]
     if method == "delift-q":
         bonus = 0.5 * quality
@@ -244,7 +249,7 @@ def test_pinned_first_excluded_never_against_plain_greedy(method, stage):
         ]
     else:
         bonus, tiers = np.zeros(20), [pinned, rest]
-    order, gains = plain_greedy(kernels[0], side, objective, bonus, tiers, 17)
+    order, gains = plain_greedy(kernel, side, objective, bonus, tiers, 17)
     assert got.size == 17 and set(got.order[:2]) == {2, 7}
     assert not set(excluded) & set(got.order.tolist())
     np.testing.assert_array_equal(got.order, order)

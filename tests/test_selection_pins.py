@@ -5,8 +5,6 @@ and the gains are those of the objective conditioned on the samples already pick
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -19,13 +17,9 @@ N, TARGETS, EXISTING = 20, 4, 5
 PINNED, EXCLUDED = [7, 2], [4, 11, 15]
 WEIGHT, GATE = 0.5, 0.2
 OBJECTIVES = {"instruction": "fl", "task": "flmi", "continual": "flcg"}
-# delift-q's optional embedding priors (side prior, near-duplicate gate), where select_subset
-# has them, are turned off: the reference is the quality prior and gate with the pins.
-PRIORS_OFF = {
-    name: value
-    for name, value in (("side_weight", 0.0), ("duplicate_threshold", None))
-    if name in inspect.signature(select_subset).parameters
-}
+# delift-q's embedding priors (side prior, near-duplicate gate) are turned off: the reference
+# is the quality prior and gate with the pins (test_priors.py checks the priors).
+PRIORS_OFF = {"side_weight": 0.0, "duplicate_threshold": None}
 
 
 def _random_sparse(rng, rows: int, cols: int, density: float, loc: float) -> sp.csr_matrix:
