@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Literal
@@ -127,6 +128,32 @@ def parse_budget(text: str) -> float | int:
         ) from None
 
 
+def check_quality_options(
+    weight: float,
+    gate: float,
+    side_weight: float = DEFAULT_SIDE_WEIGHT,
+    duplicate_threshold: float | None = DEFAULT_DUPLICATE_THRESHOLD,
+) -> None:
+    """ConfigError unless delift-q's settings hold: weight >= 0, 0 <= gate < 1, side_weight >= 0
+    (finite numbers) and duplicate_threshold None or in (0, 1]."""
+    for name, value in (("quality weight", weight), ("side weight", side_weight)):
+        if not _is_number(value) or not math.isfinite(value) or value < 0:
+            raise ConfigError(f"{name} must be a number >= 0; got {value!r}")
+    if not _is_number(gate) or not math.isfinite(gate) or not 0 <= gate < 1:
+        raise ConfigError(f"quality gate must be a fraction in [0, 1); got {gate!r}")
+    if duplicate_threshold is not None and (
+        not _is_number(duplicate_threshold) or not 0 < duplicate_threshold <= 1
+    ):
+        raise ConfigError(
+            "duplicate threshold must be a cosine in (0, 1], or off (None);"
+            f" got {duplicate_threshold!r}"
+        )
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class SelectionConfig:
     """What to select.
@@ -164,28 +191,10 @@ class SelectionConfig:
             )
         if isinstance(self.budget, int) and self.budget < 1:
             raise ConfigError(f"budget must be at least 1 sample; got {self.budget}")
-        if not isinstance(self.quality_weight, (int, float)) or not (
-            0 <= self.quality_weight < float("inf")
-        ):
-            raise ConfigError(f"quality weight must be a number >= 0; got {self.quality_weight!r}")
-        if not isinstance(self.quality_gate, (int, float)) or not 0 <= self.quality_gate < 1:
-            raise ConfigError(
-                f"quality gate must be a fraction in [0, 1); got {self.quality_gate!r}"
-            )
         _check_choice("quality signal", self.quality_signal, QUALITY_SIGNALS)
-        if (
-            isinstance(self.side_weight, bool)
-            or not isinstance(self.side_weight, (int, float))
-            or not (0 <= self.side_weight < float("inf"))
-        ):
-            raise ConfigError(f"side weight must be a number >= 0; got {self.side_weight!r}")
-        tau = self.duplicate_threshold
-        if tau is not None and (
-            isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0 < tau <= 1
-        ):
-            raise ConfigError(
-                f"duplicate threshold must be a cosine in (0, 1], or off (None); got {tau!r}"
-            )
+        check_quality_options(
+            self.quality_weight, self.quality_gate, self.side_weight, self.duplicate_threshold
+        )
 
     def budget_count(self, n: int) -> int:
         """The number of samples to select from a pool of n: round(fraction * n) or the count."""

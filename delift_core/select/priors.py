@@ -16,7 +16,6 @@
   i is gated whenever a better sample is that close, whether or not that sample is gated itself.
 
 Both compare every pool row with every other in blocks: O(n^2 d) time, O(block * n) memory.
-`check_quality_options` checks all of delift-q's settings.
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ from collections.abc import Callable
 import numpy as np
 from scipy.stats import rankdata
 
-from delift_core.config import DEFAULT_DUPLICATE_THRESHOLD, DEFAULT_SIDE_WEIGHT
 from delift_core.errors import ConfigError
 
 DEFAULT_NEIGHBOURS = 5
@@ -150,29 +148,3 @@ def _near_duplicates(emb: np.ndarray, q: np.ndarray, threshold: float) -> np.nda
         )
         gated[rows] = ((sims > threshold) & better).any(axis=1)
     return gated
-
-
-def check_quality_options(
-    weight: float,
-    gate: float,
-    side_weight: float = DEFAULT_SIDE_WEIGHT,
-    duplicate_threshold: float | None = DEFAULT_DUPLICATE_THRESHOLD,
-) -> None:
-    """ConfigError unless weight >= 0, 0 <= gate < 1, side_weight >= 0 (finite numbers) and
-    duplicate_threshold is None or in (0, 1]."""
-    for name, value in (("quality weight", weight), ("side weight", side_weight)):
-        if not _is_number(value) or not np.isfinite(value) or value < 0:
-            raise ConfigError(f"{name} must be a number >= 0; got {value!r}")
-    if not _is_number(gate) or not np.isfinite(gate) or not 0 <= gate < 1:
-        raise ConfigError(f"quality gate must be a fraction in [0, 1); got {gate!r}")
-    if duplicate_threshold is not None and (
-        not _is_number(duplicate_threshold) or not 0 < duplicate_threshold <= 1
-    ):
-        raise ConfigError(
-            "duplicate threshold must be a cosine in (0, 1], or off (None);"
-            f" got {duplicate_threshold!r}"
-        )
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)

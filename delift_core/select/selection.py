@@ -72,6 +72,7 @@ from delift_core.config import (
     DEFAULT_SIDE_WEIGHT,
     KERNELS,
     STAGES,
+    check_quality_options,
 )
 from delift_core.errors import ConfigError, ResourceError
 from delift_core.select.greedy import (
@@ -81,7 +82,7 @@ from delift_core.select.greedy import (
     maximize_with_submodlib,
 )
 from delift_core.select.kernels import embedding_kernel, sparse_embedding_kernel, utility_kernels
-from delift_core.select.priors import check_quality_options, near_duplicates, side_prior
+from delift_core.select.priors import near_duplicates, side_prior
 from delift_core.select.selection_types import Matrix, SelectionInputs, SelectionResult
 
 __all__ = [
