@@ -376,7 +376,9 @@ def planned_calls(lm, path: str, sizes: list[int], k: int) -> str:
         return RowScores(np.zeros(len(rows)), np.zeros(len(rows)))
 
     saved = (batching.encode_prefixes, batching.score_rows_after_prefixes, batching.score_rows)
-    batching.encode_prefixes = counted(lambda _, p: PrefixBlock([len(x) for x in p], []))
+    batching.encode_prefixes = counted(
+        lambda _, p, head=None: PrefixBlock([len(x) + (head.width if head else 0) for x in p], [])
+    )
     batching.score_rows_after_prefixes = counted(no_scores)
     batching.score_rows = counted(no_scores)
     embedder = load_embedder(device="cpu")

@@ -13,6 +13,11 @@ takes one of two paths, chosen per example by `plan_pair_paths`:
   pair to score. Pairs whose text does not split at the template boundary always go this way,
   tokenised as one string.
 
+Whole rows (baselines, full-row pairs, the quality and evaluation passes) and prefixes alike
+share their template's head: the tokens every row or prefix of the run begins with run once, and
+the rest continue its KV cache (`score_row_batches`, `shared_head`), where that saves more than
+the extra forward call costs. With the default template the head is half of every prefix.
+
 Both paths give the values of the per-pair reference (delift_core/reference.py) up to float
 rounding. Every batch is handed to a `ScoreSink` as soon as it is scored, and cancellation is
 checked before every forward call.
@@ -20,7 +25,7 @@ checked before every forward call.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -29,7 +34,16 @@ import numpy as np
 from delift_core.config import ScoringConfig
 from delift_core.models import LanguageModel
 from delift_core.prompts import PromptPlan, TextPair, with_example_text
-from delift_core.scoring import encode_prefixes, plan_batches, score_rows, score_rows_after_prefixes
+from delift_core.scoring import (
+    PrefixBlock,
+    RowScores,
+    encode_prefixes,
+    merge_blocks,
+    plan_batches,
+    score_rows,
+    score_rows_after_prefixes,
+    shared_head_length,
+)
 
 # Fixed cost of one forward call, in tokens: (time of a call - time of its tokens) / time of one
 # token, for the embedded SmolLM2-135M (`bench/utility_throughput.py --call-cost` measures it).
@@ -42,6 +56,11 @@ CALL_COST_TOKENS: dict[str, float] = {"cpu": 35.0, "cuda": 3000.0, "mps": 1000.0
 # Full-row pairs are planned this many at a time, so that whole-string rows of a large run
 # are never all held at once.
 _FULL_ROW_CHUNK = 4096
+# A prefix group (the examples whose pairs' rows may share a forward call) holds at most this
+# many times batch_size examples, and examples * longest prefix <= 2 * max_batch_tokens KV
+# slots: more rows to cut into batches of like length leave less padding (on HotpotQA, 8% of
+# the pair tokens with groups of 32 examples, 1% with 128 and least-cost cuts).
+_GROUP_BATCHES = 4
 
 
 class ScoreSink(Protocol):
@@ -96,6 +115,56 @@ def score_missing(
         sink.flush()
 
 
+def shared_head(
+    lm: LanguageModel,
+    rows: Sequence[Sequence[int]],
+    limit: int,
+    before_call: Callable[[], None] = lambda: None,
+) -> tuple[int, PrefixBlock | None]:
+    """The leading tokens (at most `limit`) that all rows share, run once when that saves more
+    tokens than a forward call costs: (head length, its KV block), or (0, None).
+    before_call() runs before the forward call, if one is made."""
+    head = shared_head_length(rows, limit)
+    if head < 1 or (len(rows) - 1) * head <= call_cost_tokens(str(lm.device)):
+        return 0, None
+    before_call()
+    return head, encode_prefixes(lm, [rows[0][:head]])
+
+
+def score_row_batches(
+    lm: LanguageModel,
+    rows: Sequence[Sequence[int]],
+    context_lengths: Sequence[int],
+    batch_size: int,
+    max_batch_tokens: int,
+    before_call: Callable[[], None] = lambda: None,
+) -> Iterator[tuple[list[int], RowScores]]:
+    """Score whole rows (context + EOS + response + EOS, as `score_rows`) in length-bucketed
+    batches, yielding (indices into rows, their scores) batch by batch.
+
+    The head that every context begins with runs once, and each row continues its KV cache,
+    where `shared_head` finds that cheaper. before_call() runs before every forward call (a
+    cancellation check raises there).
+    """
+    if not rows:
+        return
+    head, block = shared_head(lm, rows, min(context_lengths), before_call)
+    tails = [row[head:] for row in rows]
+    call_tokens = call_cost_tokens(str(lm.device))
+    for batch in plan_batches(
+        [len(t) - 1 for t in tails], batch_size, max_batch_tokens, head, call_tokens
+    ):
+        before_call()
+        contexts = [context_lengths[b] - head for b in batch]
+        if block is None:
+            scores = score_rows(lm, [rows[b] for b in batch], contexts)
+        else:
+            scores = score_rows_after_prefixes(
+                lm, block, [0] * len(batch), [tails[b] for b in batch], contexts
+            )
+        yield batch, scores
+
+
 def score_baselines(
     lm: LanguageModel,
     plan: PromptPlan,
@@ -106,11 +175,11 @@ def score_baselines(
     """Score each target of `todo` after the no-example template."""
     eos = lm.eos_id
     rows = [plan.baselines[i] + [eos] + plan.responses[i] + [eos] for i in todo]
-    for batch in plan_batches([len(r) for r in rows], config.batch_size, config.max_batch_tokens):
-        sink.check_cancel()
-        idx = todo[batch]
-        scores = score_rows(lm, [rows[b] for b in batch], [len(plan.baselines[i]) for i in idx])
-        sink.add_baselines(idx, scores.rms, scores.logp)
+    contexts = [len(plan.baselines[i]) for i in todo]
+    for batch, scores in score_row_batches(
+        lm, rows, contexts, config.batch_size, config.max_batch_tokens, sink.check_cancel
+    ):
+        sink.add_baselines(todo[batch], scores.rms, scores.logp)
 
 
 def plan_pair_paths(
@@ -172,47 +241,71 @@ def score_pairs_on_shared_prefixes(
     todo: np.ndarray,
     sink: ScoreSink,
 ) -> None:
-    """Score pairs `todo` group by group: the group's prefixes in one call, then its pairs'
-    suffixes in batches that mix examples."""
+    """Score pairs `todo` group by group: the group's prefixes (after the head they all share,
+    run once) in a few calls, then its pairs' suffixes in batches that mix examples.
+
+    The tokens that every target's query begins with join the end of every prefix, so that
+    they run once per example rather than once per pair; the tokens of each pair are those of
+    `prefix + query + EOS + response + EOS` all the same.
+    """
     if not len(todo):
         return
     eos = lm.eos_id
+    call_tokens = call_cost_tokens(str(lm.device))
+    queries = {i: plan.queries[i] for i in np.unique(pair_t[todo]).tolist()}
+    moved = shared_head_length(list(queries.values()), min(len(q) for q in queries.values()))
+    moved_tokens = list(next(iter(queries.values()))[:moved])
     # A suffix depends on the target only: one token list per target, shared by its pairs.
-    suffix_of: dict[int, list[int]] = {}
-    for i in np.unique(pair_t[todo]).tolist():
-        suffix_of[i] = plan.queries[i] + [eos] + plan.responses[i] + [eos]
+    suffix_of = {i: q[moved:] + [eos] + plan.responses[i] + [eos] for i, q in queries.items()}
     by_example = _pairs_by_example(pair_e, todo)
+    prefix_of = {j: plan.prefixes[j] + moved_tokens for j in by_example}
+    # Every prefix keeps at least one token of its own, so that a group's call has tokens to run.
+    head, head_block = shared_head(
+        lm, list(prefix_of.values()), min(len(p) for p in prefix_of.values()) - 1,
+        sink.check_cancel,
+    )  # fmt: skip
     for group in prefix_groups(plan, config, list(by_example)):
-        sink.check_cancel()
-        block = encode_prefixes(lm, [plan.prefixes[j] for j in group])
+        tails = [prefix_of[j][head:] for j in group]
+        blocks, order = [], []
+        for part in plan_batches(
+            [len(t) for t in tails], config.batch_size, config.max_batch_tokens,
+            head, call_tokens,
+        ):  # fmt: skip
+            sink.check_cancel()
+            blocks.append(encode_prefixes(lm, [tails[b] for b in part], head_block))
+            order.extend(group[b] for b in part)
+        block = merge_blocks(blocks)
         pairs = np.concatenate([by_example[j] for j in group])
-        owner = {j: b for b, j in enumerate(group)}
+        owner = {j: b for b, j in enumerate(order)}
         owners = [owner[j] for j in pair_e[pairs].tolist()]
         target_ids = pair_t[pairs].tolist()
-        lengths = [len(suffix_of[i]) for i in target_ids]
-        for batch in plan_batches(lengths, config.batch_size, config.max_batch_tokens, block.width):
+        lengths = [len(suffix_of[i]) - 1 for i in target_ids]
+        for batch in plan_batches(
+            lengths, config.batch_size, config.max_batch_tokens, block.width, call_tokens
+        ):
             sink.check_cancel()
             scores = score_rows_after_prefixes(
                 lm,
                 block,
                 [owners[b] for b in batch],
                 [suffix_of[target_ids[b]] for b in batch],
-                [len(plan.queries[target_ids[b]]) for b in batch],
+                [len(queries[target_ids[b]]) - moved for b in batch],
             )
             sink.add_pairs(pairs[batch], scores.rms, scores.logp)
 
 
 def prefix_groups(plan: PromptPlan, config: ScoringConfig, examples: list[int]) -> list[list[int]]:
-    """Examples in groups whose prefixes run as one forward call.
+    """Examples in groups whose pairs' rows are batched together.
 
-    Sorted by prefix length (little padding); a group has at most batch_size examples and
-    examples * longest prefix <= max_batch_tokens / 2, so that the group's KV cache next to a
-    batch of rows (bounded by max_batch_tokens) stays within about 1.5 times a batch's memory.
+    Sorted by prefix length (little padding); a group has at most _GROUP_BATCHES * batch_size
+    examples and examples * longest prefix <= 2 * max_batch_tokens, which bounds the KV cache
+    held for a group to twice a batch's tokens.
     """
     lengths = [len(plan.prefixes[j]) for j in examples]
-    budget = max(1, config.max_batch_tokens // 2)
+    size = _GROUP_BATCHES * config.batch_size
     return [
-        [examples[b] for b in batch] for batch in plan_batches(lengths, config.batch_size, budget)
+        [examples[b] for b in batch]
+        for batch in plan_batches(lengths, size, 2 * config.max_batch_tokens)
     ]
 
 
@@ -248,11 +341,10 @@ def score_pairs_as_full_rows(
             h + [eos] + plan.responses[i] + [eos]
             for h, i in zip(heads, pair_t[chunk].tolist(), strict=True)
         ]
-        for batch in plan_batches(
-            [len(r) for r in rows], config.batch_size, config.max_batch_tokens
-        ):
-            sink.check_cancel()
-            scores = score_rows(lm, [rows[b] for b in batch], [len(heads[b]) for b in batch])
+        for batch, scores in score_row_batches(
+            lm, rows, [len(h) for h in heads], config.batch_size, config.max_batch_tokens,
+            sink.check_cancel,
+        ):  # fmt: skip
             sink.add_pairs(chunk[batch], scores.rms, scores.logp)
 
 

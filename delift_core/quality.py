@@ -125,8 +125,8 @@ def score_answers(
     Rows already in the cache (the prompt rows of a finished utility run, for instance) are
     read, not recomputed. Raises CancelledError when should_cancel() turns true between batches.
     """
-    # Imported here: scoring imports torch, which `delift --help` and the parsers do not need.
-    from delift_core.scoring import plan_batches, score_rows
+    # Imported here: batching imports torch, which `delift --help` and the parsers do not need.
+    from delift_core.batching import score_row_batches
 
     config = config or ScoringConfig()
     if not records:
@@ -154,12 +154,11 @@ def score_answers(
             for i in todo[s]
         }
         rows = [contexts[int(i)] + [eos] + responses[i] + [eos] for i in todo[s]]
-        for batch in plan_batches(
-            [len(r) for r in rows], config.batch_size, config.max_batch_tokens
-        ):
-            tracker.check_cancel()
+        for batch, scores in score_row_batches(
+            lm, rows, [len(contexts[int(i)]) for i in todo[s]], config.batch_size,
+            config.max_batch_tokens, tracker.check_cancel,
+        ):  # fmt: skip
             idx = todo[s][batch]
-            scores = score_rows(lm, [rows[b] for b in batch], [len(contexts[int(i)]) for i in idx])
             values[s, idx, 0], values[s, idx, 1] = scores.rms, scores.logp
             if cache is not None:
                 cache.store_baselines(scope, [hashes[i] for i in idx], scores.rms, scores.logp)

@@ -2,13 +2,16 @@
 
 A row is `context + [EOS] + response + [EOS]`; its score uses the probabilities of the response
 tokens and the closing EOS only. Hidden states are projected to the vocabulary only at those
-positions. Rows that share a prefix attend to its KV cache, run once; several prefixes run as
-one right-padded batch (`encode_prefixes`), and one forward call can score rows that continue
-different prefixes of that batch (`score_rows_after_prefixes`).
+positions, and the closing EOS is not run at all (its hidden state predicts nothing). Rows that
+share a prefix attend to its KV cache, run once; several prefixes run as one right-padded batch
+(`encode_prefixes`), which may itself continue a head that all of them share, and one forward
+call can score rows that continue different prefixes of that batch (`score_rows_after_prefixes`).
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,21 +50,66 @@ class RowScores:
     logp: np.ndarray
 
 
-def encode_prefixes(lm: LanguageModel, prefixes: Sequence[Sequence[int]]) -> PrefixBlock:
+def encode_prefixes(
+    lm: LanguageModel, prefixes: Sequence[Sequence[int]], head: PrefixBlock | None = None
+) -> PrefixBlock:
     """Run the prefixes in one forward call and keep their KV cache.
 
+    With `head` (a block of one prefix), every prefix continues it: the block returned holds
+    head + prefixes[b] for each b, and the head's tokens are not run again.
     Right padding needs no attention mask: with causal attention no real token sees a padding
     token after it, so every real slot holds what the prefix alone would give.
     """
-    ids = _right_padded(lm, prefixes)
+    from transformers import DynamicCache
+
+    kwargs: dict[str, Any] = {"input_ids": _right_padded(lm, prefixes), "use_cache": True}
+    start = 0
+    if head is not None:
+        if len(head.lengths) != 1:
+            raise ValueError(f"a head block holds one prefix; this one holds {len(head.lengths)}")
+        start = head.width
+        owners = [0] * len(prefixes)
+        layers = [_prefix_rows(k, v, owners, start) for k, v in head.layers]
+        kwargs["cache"] = DynamicCache(layers, config=lm.model.config)
     with torch.inference_mode():
-        out = _decoder(lm)(input_ids=ids, use_cache=True)
+        out = _decoder(lm)(**kwargs)
     layers = [(layer.keys, layer.values) for layer in out.cache.layers]
-    return PrefixBlock([len(p) for p in prefixes], layers)
+    return PrefixBlock([start + len(p) for p in prefixes], layers)
+
+
+def merge_blocks(blocks: Sequence[PrefixBlock]) -> PrefixBlock:
+    """One block holding the prefixes of `blocks`, in order; the narrower blocks' caches are
+    padded to the widest (padding slots, as within a block)."""
+    if len(blocks) == 1:
+        return blocks[0]
+    width = max(b.width for b in blocks)
+
+    def padded(t: torch.Tensor) -> torch.Tensor:  # (prefixes, kv_heads, slots, head_dim)
+        return torch.nn.functional.pad(t, (0, 0, 0, width - t.shape[2]))
+
+    layers = [
+        (torch.cat([padded(k) for k, _ in parts]), torch.cat([padded(v) for _, v in parts]))
+        for parts in zip(*(b.layers for b in blocks), strict=True)
+    ]
+    return PrefixBlock([n for b in blocks for n in b.lengths], layers)
+
+
+def shared_head_length(rows: Sequence[Sequence[int]], limit: int) -> int:
+    """How many leading tokens all rows have in common, at most `limit`."""
+    if not rows:
+        return 0
+    # os.path.commonprefix compares item by item, so it serves lists of token ids as well.
+    return min(limit, len(os.path.commonprefix([list(r) for r in rows])))
 
 
 def _decoder(lm: LanguageModel) -> Any:
     return lm.model.get_decoder() if hasattr(lm.model, "get_decoder") else lm.model.base_model
+
+
+def _inputs(rows: Sequence[Sequence[int]]) -> list[Sequence[int]]:
+    """The tokens a scored row must run: all but its closing EOS, whose hidden state would
+    predict the token after the row, which is never scored."""
+    return [row[:-1] for row in rows]
 
 
 def _right_padded(lm: LanguageModel, rows: Sequence[Sequence[int]]) -> torch.Tensor:
@@ -91,7 +139,7 @@ def score_rows(
     padding and no attention mask is needed.
     """
     with torch.inference_mode():
-        hidden = _decoder(lm)(input_ids=_right_padded(lm, rows), use_cache=False)
+        hidden = _decoder(lm)(input_ids=_right_padded(lm, _inputs(rows)), use_cache=False)
         return _score_hidden(lm, hidden.last_hidden_state, rows, context_lengths)
 
 
@@ -113,7 +161,7 @@ def score_rows_after_prefixes(
 
     lengths = torch.tensor([block.lengths[o] for o in owners], dtype=torch.long)
     width = int(lengths.max())
-    ids = _right_padded(lm, rows)
+    ids = _right_padded(lm, _inputs(rows))
     batch, row_width = ids.shape
     layers = [_prefix_rows(k, v, owners, width) for k, v in block.layers]
     kwargs: dict[str, Any] = {
@@ -181,14 +229,27 @@ def _score_hidden(
 
 
 def plan_batches(
-    lengths: Sequence[int], batch_size: int, max_tokens: int, extra_tokens: int = 0
+    lengths: Sequence[int],
+    batch_size: int,
+    max_tokens: int,
+    extra_tokens: int = 0,
+    call_tokens: float | None = None,
 ) -> list[list[int]]:
-    """Group row indices into batches of similar length (fewer padded tokens).
+    """Group row indices into batches of similar length.
 
     Each batch has at most batch_size rows and rows * (max length + extra_tokens) <= max_tokens
-    (extra_tokens: the shared prefix each row attends to), but always at least one row.
+    (extra_tokens: the prefix each row attends to), but always at least one row. Rows are
+    sorted by length and cut into runs of neighbours. With call_tokens=None the runs are filled
+    in order (the fewest calls: generation, where a call's steps cost more than its rows).
+    With call_tokens, the fixed cost of a forward call in tokens, the cuts are the ones that
+    make the padded tokens run plus call_tokens per batch least (`_least_cost_cuts`).
     """
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    if call_tokens is not None:
+        cuts = _least_cost_cuts(
+            [lengths[i] for i in order], batch_size, max_tokens, extra_tokens, call_tokens
+        )
+        return [order[a:b] for a, b in itertools.pairwise(cuts)]
     batches: list[list[int]] = []
     current: list[int] = []
     for i in order:
@@ -200,3 +261,26 @@ def plan_batches(
     if current:
         batches.append(current)
     return batches
+
+
+def _least_cost_cuts(
+    lengths: Sequence[int], batch_size: int, max_tokens: int, extra_tokens: int, call_tokens: float
+) -> list[int]:
+    """Cut points 0 = c_0 < ... < c_m = n of ascending `lengths` that make
+    sum over batches of (rows * longest + call_tokens) least, within the limits of
+    `plan_batches`. Dynamic programming over the last cut: best[e] = min over feasible s of
+    best[s] + (e - s) * lengths[e - 1] + call_tokens; O(n * batch_size)."""
+    n = len(lengths)
+    best = np.zeros(n + 1)
+    back = np.zeros(n + 1, dtype=np.int64)
+    for e in range(1, n + 1):
+        widest = lengths[e - 1]
+        rows = max(1, min(batch_size, max_tokens // (widest + extra_tokens)))
+        starts = np.arange(max(0, e - rows), e)
+        cost = best[starts] + (e - starts) * widest
+        pick = int(np.argmin(cost))  # ties go to the earliest start (the larger last batch)
+        best[e], back[e] = cost[pick] + call_tokens, starts[pick]
+    cuts = [n]
+    while cuts[-1] > 0:
+        cuts.append(int(back[cuts[-1]]))
+    return cuts[::-1]

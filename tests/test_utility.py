@@ -67,16 +67,15 @@ def test_custom_template_with_merging_boundary_matches_reference(tiny_lm, sample
 
 def test_cache_reuse_and_resume_after_cancel(tiny_lm, samples, tmp_path):
     cache = UtilityCache(tmp_path / "c.duckdb")
-    calls = {"n": 0}
+    done = {"rows": 0}
 
-    def cancel_after_some() -> bool:
-        calls["n"] += 1
-        return calls["n"] > 9
+    def cancel_after_some() -> bool:  # every baseline and a few pairs are scored
+        return done["rows"] > len(samples) + 3
 
     with pytest.raises(CancelledError):
         compute_utility(
             tiny_lm, samples, samples, ScoringConfig(batch_size=2), cache=cache,
-            should_cancel=cancel_after_some,
+            on_progress=lambda p: done.__setitem__("rows", p.done), should_cancel=cancel_after_some,
         )  # fmt: skip
     stored = cache.count_pairs()
     assert 0 < stored < len(samples) ** 2

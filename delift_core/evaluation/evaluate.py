@@ -201,8 +201,8 @@ def score_answers(
     prompts[i]: prompt token ids; answers[i]: the gold output (scored as " " + output, at most
     max_answer_tokens tokens, plus the closing EOS).
     """
-    # Imported here: scoring imports torch, which `delift --help` and the parsers do not need.
-    from delift_core.scoring import plan_batches, score_rows
+    # Imported here: batching imports torch, which `delift --help` and the parsers do not need.
+    from delift_core.batching import score_row_batches
 
     eos = lm.eos_id
     out = np.full(len(prompts), np.nan)
@@ -221,10 +221,10 @@ def score_answers(
         answer = lm.encode(" " + answers[i])[: config.max_answer_tokens]
         rows.append(prompts[i] + [eos] + answer + [eos])
     done = len(prompts) - len(todo)
-    batches = plan_batches([len(r) for r in rows], config.batch_size, config.max_batch_tokens)
-    for batch in batches:
+    for batch, scores in score_row_batches(
+        lm, rows, [len(prompts[i]) for i in todo], config.batch_size, config.max_batch_tokens
+    ):
         idx = [todo[b] for b in batch]
-        scores = score_rows(lm, [rows[b] for b in batch], [len(prompts[i]) for i in idx])
         for b, i, logp in zip(batch, idx, scores.logp, strict=True):
             count = len(rows[b]) - len(prompts[i]) - 1  # answer tokens + closing EOS
             out[i] = logp / count
