@@ -189,9 +189,10 @@ def reference_section(lm, args: argparse.Namespace) -> str:
     lines += [
         "",
         "Reference: whole-string tokenisation, one full forward pass per pair, logits at every",
-        "position. Engine: prefixes run once each, several per padded forward call, their KV",
-        "caches serving all targets in length-bucketed batches that mix examples; vocabulary",
-        "projection only at scored positions. The FLOP-ideal speed-up is the ratio of the FLOPs",
+        "position. Engine: prefixes run once each (the head they all share once per run),",
+        "several per padded forward call, their KV caches serving all targets in length-bucketed",
+        "batches that mix examples; vocabulary projection only at scored positions. The",
+        "FLOP-ideal speed-up is the ratio of the FLOPs",
         "each must spend, counted from token lengths (dense layers, attention, vocabulary",
         "projection); the engine's GFLOP/s counts only the FLOPs it must spend.",
     ]

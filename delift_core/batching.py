@@ -195,7 +195,7 @@ def plan_pair_paths(
     Cost model, in tokens: cost = tokens run + calls * call_tokens (CALL_COST_TOKENS). For an
     example j with m pairs to score and a prefix of P tokens, full rows run (m - 1) * P tokens
     more (the prefix once per pair instead of once), while the shared path spends its share of
-    one prefix call, which serves G = min(batch_size, (max_batch_tokens // 2) // P) examples.
+    one prefix call, which serves G = min(batch_size, max_batch_tokens // P) examples.
     Both put the same m rows into batches of up to batch_size, so their other calls are
     about equal. Example j takes full rows when (m - 1) * P < call_tokens / G: in practice
     exactly the examples with one pair, unless calls are very dear and prefixes very short.
@@ -227,7 +227,7 @@ def _full_rows_cheaper(
 ) -> bool:
     """The cost rule of plan_pair_paths for one example."""
     per_group = max(
-        1, min(config.batch_size, (config.max_batch_tokens // 2) // max(1, prefix_tokens))
+        1, min(config.batch_size, config.max_batch_tokens // max(1, prefix_tokens))
     )
     return (pairs - 1) * prefix_tokens < call_tokens / per_group
 
