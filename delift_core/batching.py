@@ -57,9 +57,9 @@ CALL_COST_TOKENS: dict[str, float] = {"cpu": 35.0, "cuda": 3000.0, "mps": 1000.0
 # are never all held at once.
 _FULL_ROW_CHUNK = 4096
 # A prefix group (the examples whose pairs' rows may share a forward call) holds at most this
-# many times batch_size examples, and examples * longest prefix <= 2 * max_batch_tokens KV
-# slots: more rows to cut into batches of like length leave less padding (on HotpotQA, 8% of
-# the pair tokens with groups of 32 examples, 1% with 128 and least-cost cuts).
+# many times batch_size examples, and examples * longest prefix <= max_batch_tokens KV slots:
+# more rows to cut into batches of like length leave less padding (on HotpotQA, 8% of the pair
+# tokens with groups of 32 examples, 1% with 128 and least-cost cuts).
 _GROUP_BATCHES = 4
 
 
@@ -226,9 +226,7 @@ def _full_rows_cheaper(
     prefix_tokens: int, pairs: int, config: ScoringConfig, call_tokens: float
 ) -> bool:
     """The cost rule of plan_pair_paths for one example."""
-    per_group = max(
-        1, min(config.batch_size, config.max_batch_tokens // max(1, prefix_tokens))
-    )
+    per_group = max(1, min(config.batch_size, config.max_batch_tokens // max(1, prefix_tokens)))
     return (pairs - 1) * prefix_tokens < call_tokens / per_group
 
 
@@ -264,7 +262,7 @@ def score_pairs_on_shared_prefixes(
         lm, list(prefix_of.values()), min(len(p) for p in prefix_of.values()) - 1,
         sink.check_cancel,
     )  # fmt: skip
-    for group in prefix_groups(plan, config, list(by_example)):
+    for group in prefix_groups(plan, config, list(by_example), extra_tokens=moved):
         tails = [prefix_of[j][head:] for j in group]
         blocks, order = [], []
         for part in plan_batches(
@@ -274,7 +272,8 @@ def score_pairs_on_shared_prefixes(
             sink.check_cancel()
             blocks.append(encode_prefixes(lm, [tails[b] for b in part], head_block))
             order.extend(group[b] for b in part)
-        block = merge_blocks(blocks)
+        block = merge_blocks(blocks)  # releases the parts' caches as it copies them
+        del blocks
         pairs = np.concatenate([by_example[j] for j in group])
         owner = {j: b for b, j in enumerate(order)}
         owners = [owner[j] for j in pair_e[pairs].tolist()]
@@ -292,20 +291,24 @@ def score_pairs_on_shared_prefixes(
                 [len(queries[target_ids[b]]) - moved for b in batch],
             )
             sink.add_pairs(pairs[batch], scores.rms, scores.logp)
+        del block  # the group's cache goes before the next group's is made
 
 
-def prefix_groups(plan: PromptPlan, config: ScoringConfig, examples: list[int]) -> list[list[int]]:
+def prefix_groups(
+    plan: PromptPlan, config: ScoringConfig, examples: list[int], extra_tokens: int = 0
+) -> list[list[int]]:
     """Examples in groups whose pairs' rows are batched together.
 
     Sorted by prefix length (little padding); a group has at most _GROUP_BATCHES * batch_size
-    examples and examples * longest prefix <= 2 * max_batch_tokens, which bounds the KV cache
-    held for a group to twice a batch's tokens.
+    examples and examples * (longest prefix + extra_tokens) <= max_batch_tokens, so that the
+    KV cache held for a group has no more slots than a batch has tokens. extra_tokens: tokens
+    every prefix gains in the run (the queries' common head).
     """
-    lengths = [len(plan.prefixes[j]) for j in examples]
+    lengths = [len(plan.prefixes[j]) + extra_tokens for j in examples]
     size = _GROUP_BATCHES * config.batch_size
     return [
         [examples[b] for b in batch]
-        for batch in plan_batches(lengths, size, 2 * config.max_batch_tokens)
+        for batch in plan_batches(lengths, size, config.max_batch_tokens)
     ]
 
 

@@ -23,6 +23,9 @@ from delift_core.models import LanguageModel
 
 # Vocabulary projections are done in chunks of this many positions to bound memory.
 _PROJECTION_CHUNK = 1024
+# plan_batches makes least-cost cuts for up to this many rows (a Python loop over the rows, about
+# 10 microseconds each); larger plans are filled in order.
+_LEAST_COST_ROWS = 20_000
 
 
 @dataclass(frozen=True)
@@ -79,18 +82,30 @@ def encode_prefixes(
 
 def merge_blocks(blocks: Sequence[PrefixBlock]) -> PrefixBlock:
     """One block holding the prefixes of `blocks`, in order; the narrower blocks' caches are
-    padded to the widest (padding slots, as within a block)."""
+    padded to the widest (padding slots, as within a block).
+
+    Consumes `blocks`: each layer of theirs is released once copied, so that the memory held
+    grows by about one layer, not by the whole cache, while merging.
+    """
     if len(blocks) == 1:
         return blocks[0]
     width = max(b.width for b in blocks)
-
-    def padded(t: torch.Tensor) -> torch.Tensor:  # (prefixes, kv_heads, slots, head_dim)
-        return torch.nn.functional.pad(t, (0, 0, 0, width - t.shape[2]))
-
-    layers = [
-        (torch.cat([padded(k) for k, _ in parts]), torch.cat([padded(v) for _, v in parts]))
-        for parts in zip(*(b.layers for b in blocks), strict=True)
-    ]
+    layers = []
+    for i in range(len(blocks[0].layers)):
+        parts = [b.layers[i] for b in blocks]
+        merged = []
+        for t in (0, 1):  # keys, values: (prefixes, kv_heads, slots, head_dim)
+            first = parts[0][t]
+            shape = (sum(p[t].shape[0] for p in parts), first.shape[1], width, first.shape[3])
+            out = first.new_zeros(shape)
+            row = 0
+            for p in parts:
+                out[row : row + p[t].shape[0], :, : p[t].shape[2]] = p[t]
+                row += p[t].shape[0]
+            merged.append(out)
+        layers.append((merged[0], merged[1]))
+        for b in blocks:
+            b.layers[i] = None  # type: ignore[call-overload]
     return PrefixBlock([n for b in blocks for n in b.lengths], layers)
 
 
@@ -242,10 +257,12 @@ def plan_batches(
     sorted by length and cut into runs of neighbours. With call_tokens=None the runs are filled
     in order (the fewest calls: generation, where a call's steps cost more than its rows).
     With call_tokens, the fixed cost of a forward call in tokens, the cuts are the ones that
-    make the padded tokens run plus call_tokens per batch least (`_least_cost_cuts`).
+    make the padded tokens run plus call_tokens per batch least (`_least_cost_cuts`), for up to
+    _LEAST_COST_ROWS rows; more rows are filled in order, which leaves little padding there
+    (many rows per length).
     """
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    if call_tokens is not None:
+    if call_tokens is not None and len(lengths) <= _LEAST_COST_ROWS:
         cuts = _least_cost_cuts(
             [lengths[i] for i in order], batch_size, max_tokens, extra_tokens, call_tokens
         )

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from delift_core import batching
+from delift_core import batching, scoring
 from delift_core.config import ScoringConfig
 from delift_core.prompts import plan_prompts
 from delift_core.scoring import (
@@ -76,6 +76,14 @@ def test_least_cost_batches_leave_less_padding_than_filling_in_order():
     assert _cost(lengths, cut, 35.0) < _cost(lengths, filled, 35.0)
 
 
+def test_large_plans_are_filled_in_order(monkeypatch):
+    lengths = np.random.default_rng(1).integers(10, 60, size=50).tolist()
+    monkeypatch.setattr(scoring, "_LEAST_COST_ROWS", 49)
+    assert plan_batches(lengths, 8, 8192, call_tokens=35.0) == plan_batches(lengths, 8, 8192)
+    monkeypatch.setattr(scoring, "_LEAST_COST_ROWS", 50)
+    assert plan_batches(lengths, 8, 8192, call_tokens=35.0) != plan_batches(lengths, 8, 8192)
+
+
 def test_shared_head_length():
     assert shared_head_length([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]], limit=10) == 2
     assert shared_head_length([[1, 2, 3], [1, 2, 3]], limit=2) == 2
@@ -112,20 +120,41 @@ def test_prefixes_continuing_a_head_equal_whole_prefixes(tiny_lm):
     np.testing.assert_allclose(got.logp, want.logp, rtol=0, atol=LOGP_TOL)
 
 
-def test_whole_rows_after_a_shared_head_equal_rows_scored_alone(tiny_lm):
+def test_whole_rows_after_a_shared_head_equal_rows_scored_alone(tiny_lm, monkeypatch):
     encode, eos = tiny_lm.encode, tiny_lm.eos_id
     contexts = [encode("Instruction: answer.\n\nQuery: " + q) for q in ("sum?", "capital?", "x")]
     answers = (" 42", " Rome", " y")
     rows = [c + [eos] + encode(a) + [eos] for c, a in zip(contexts, answers, strict=True)]
     lengths = [len(c) for c in contexts]
-    got = dict(
-        (b, s)
-        for batch, scores in batching.score_row_batches(tiny_lm, rows * 20, lengths * 20, 8, 4096)
-        for b, s in zip(batch, scores.logp, strict=True)
-    )
-    want = score_rows(tiny_lm, rows, lengths).logp
-    np.testing.assert_allclose([got[b] for b in range(3)], want, rtol=0, atol=LOGP_TOL)
-    np.testing.assert_allclose([got[57 + b] for b in range(3)], want, rtol=0, atol=LOGP_TOL)
+    heads: list[list[int]] = []
+    encode_real = batching.encode_prefixes
+
+    def spy(lm, prefixes, head=None):
+        heads.extend(list(p) for p in prefixes)
+        return encode_real(lm, prefixes, head)
+
+    monkeypatch.setattr(batching, "encode_prefixes", spy)
+    got_rms, got_logp = {}, {}
+    for batch, scores in batching.score_row_batches(tiny_lm, rows * 20, lengths * 20, 8, 4096):
+        got_rms.update(zip(batch, scores.rms, strict=True))
+        got_logp.update(zip(batch, scores.logp, strict=True))
+    assert heads == [contexts[0][: shared_head_length(contexts, 10_000)]]  # run once, shared
+    want = score_rows(tiny_lm, rows, lengths)
+    for copy in (0, 19):
+        picked = [3 * copy + b for b in range(3)]
+        np.testing.assert_allclose([got_rms[b] for b in picked], want.rms, rtol=0, atol=RMS_TOL)
+        np.testing.assert_allclose([got_logp[b] for b in picked], want.logp, rtol=0, atol=LOGP_TOL)
+
+
+def test_merging_blocks_releases_the_parts(tiny_lm):
+    prefixes = [tiny_lm.encode(t) for t in ("a b c", "d e f g h i j")]
+    assert len(prefixes[0]) < len(prefixes[1])
+    parts = [encode_prefixes(tiny_lm, [p]) for p in prefixes]
+    merged = merge_blocks(parts)
+    assert merged.lengths == [len(p) for p in prefixes]
+    keys, values = merged.layers[0]
+    assert keys.shape[0] == values.shape[0] == 2 and keys.shape[2] == len(prefixes[1])
+    assert all(layer is None for p in parts for layer in p.layers)
 
 
 def test_a_run_runs_each_shared_head_once(tiny_lm, samples, monkeypatch):

@@ -167,7 +167,7 @@ def test_prefix_groups_respect_batch_size_and_token_budget(tiny_lm, samples):
     assert len(groups) > 1
     for group in groups:
         widest = max(len(plan.prefixes[j]) for j in group)
-        assert len(group) <= limit and (len(group) == 1 or len(group) * widest <= 512)
+        assert len(group) <= limit and (len(group) == 1 or len(group) * widest <= 256)
 
 
 def synthetic_records(n: int):
